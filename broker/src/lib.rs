@@ -1,0 +1,22 @@
+//! The Quip broker as a library: `quip-broker`'s `main.rs` only parses the config and
+//! calls [`Broker::start`]. Tests do the same with a temp data dir on port 0.
+//!
+//! - [`config`]: one `Config` from defaults, a TOML file, `QUIP_*` env and flags.
+//! - [`store`]: `trait Store` and the embedded sled implementation (group commit).
+//! - [`service`]: transport-free handlers (auth, chat).
+//! - [`router`]: online sessions and fan-out with a slow-consumer policy.
+//! - [`quic`]: the quinn endpoint, control stream and delivery lanes.
+//! - [`shutdown`], [`server`]: lifecycle.
+
+pub mod config;
+pub mod context;
+pub mod quic;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+
+pub use config::Config;
+pub use server::{Broker, StartError};
+pub use store::Durability;

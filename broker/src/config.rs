@@ -1,0 +1,347 @@
+//! One `Config` for the whole broker. Sources, later ones winning:
+//! built-in defaults < TOML file (`--config`) < `QUIP_*` environment < command-line flags.
+//!
+//! Every limit the broker enforces is a field here with a sane default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::store::Durability;
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store, the generated TLS certificate and the JWT key live.
+    pub data_dir: PathBuf,
+    /// UDP address of the QUIC endpoint.
+    pub quic_addr: SocketAddr,
+    /// PEM certificate chain; without it a self-signed certificate is generated in
+    /// the data dir and reused.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// `fsync`: ACK once on disk (group commit). `os`: ACK once in the store's memory.
+    pub durability: Durability,
+
+    /// File holding the HMAC secret for access tokens; generated in the data dir when
+    /// neither this nor `jwt_secret` is set.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// The HMAC secret itself (prefer the file or `QUIP_JWT_SECRET`); never logged.
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+
+    /// Largest frame accepted on any stream.
+    pub max_frame_bytes: usize,
+    /// Largest text message body.
+    pub max_text_bytes: usize,
+    /// Delivery lanes when the client does not ask for a number.
+    pub default_lanes: u32,
+    /// Most lanes a client may ask for.
+    pub max_lanes: u32,
+    /// Outbound queue of one lane of one session; a full queue closes the session
+    /// with SLOW_CONSUMER (it resumes from its cursor, nothing is lost).
+    pub lane_queue_len: usize,
+    /// Messages read from the store per step of a catch-up.
+    pub sync_batch: usize,
+    /// Time a new connection has to open its control stream and send Hello.
+    pub hello_timeout_ms: u64,
+    /// A connection silent for this long is closed (clients keep it alive with QUIC
+    /// keep-alives).
+    pub idle_timeout_ms: u64,
+    /// Concurrent connections; more are refused.
+    pub max_connections: usize,
+    /// Requests being processed at once on one connection; more wait (backpressure).
+    pub max_inflight_per_connection: usize,
+    pub username_min_len: usize,
+    pub username_max_len: usize,
+    pub password_min_len: usize,
+    pub password_max_len: usize,
+    pub history_default_limit: u32,
+    pub history_max_limit: u32,
+    pub conversations_max_limit: u32,
+    /// How long `(sender, client_msg_id)` stays deduplicated.
+    pub dedup_window_secs: u64,
+    /// Most appends applied and flushed as one batch.
+    pub store_max_batch: usize,
+    /// Appends that may be queued for the store writer.
+    pub store_queue_len: usize,
+    pub store_cache_mib: u64,
+    /// Time given to connections to close on shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            quic_addr: "0.0.0.0:4433".parse().expect("valid literal"),
+            cert: None,
+            key: None,
+            durability: Durability::Fsync,
+            jwt_secret_file: None,
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            max_frame_bytes: quip_protocol::DEFAULT_MAX_FRAME_BYTES,
+            max_text_bytes: 16 * 1024,
+            default_lanes: quip_protocol::DEFAULT_LANES,
+            max_lanes: 16,
+            lane_queue_len: 1024,
+            sync_batch: 256,
+            hello_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 200_000,
+            max_inflight_per_connection: 256,
+            username_min_len: 3,
+            username_max_len: 32,
+            password_min_len: 8,
+            password_max_len: 128,
+            history_default_limit: 50,
+            history_max_limit: 200,
+            conversations_max_limit: 200,
+            dedup_window_secs: 24 * 3600,
+            store_max_batch: 1024,
+            store_queue_len: 16 * 1024,
+            store_cache_mib: 256,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// Command line and environment. Every option is optional so that only what was given
+/// overrides the file and the defaults.
+#[derive(Debug, Parser)]
+#[command(name = "quip-broker", version, about = "Quip: realtime IM broker over QUIC")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// TOML config file (same keys as the long options, with underscores).
+    #[arg(long, env = "QUIP_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (store, generated certificate, JWT key). [default: ./data]
+    #[arg(long, env = "QUIP_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// QUIC (UDP) listen address. [default: 0.0.0.0:4433]
+    #[arg(long, env = "QUIP_QUIC_ADDR")]
+    pub quic_addr: Option<SocketAddr>,
+    /// PEM certificate chain (default: self-signed, generated in the data dir).
+    #[arg(long, env = "QUIP_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, env = "QUIP_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// When a message is acknowledged: on disk (fsync, group commit) or in memory (os).
+    /// [default: fsync]
+    #[arg(long, env = "QUIP_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// File with the JWT HMAC secret. [default: <data-dir>/jwt.key, generated]
+    #[arg(long, env = "QUIP_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Access token lifetime in seconds. [default: 900]
+    #[arg(long, env = "QUIP_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Refresh token lifetime in seconds. [default: 2592000]
+    #[arg(long, env = "QUIP_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// Largest frame in bytes; bigger ones get FRAME_TOO_LARGE. [default: 1048576]
+    #[arg(long, env = "QUIP_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Largest text message in bytes. [default: 16384]
+    #[arg(long, env = "QUIP_MAX_TEXT_BYTES")]
+    pub max_text_bytes: Option<usize>,
+    /// Delivery lanes per connection when the client does not choose. [default: 4]
+    #[arg(long, env = "QUIP_DEFAULT_LANES")]
+    pub default_lanes: Option<u32>,
+    /// Most lanes a client may ask for. [default: 16]
+    #[arg(long, env = "QUIP_MAX_LANES")]
+    pub max_lanes: Option<u32>,
+    /// Outbound queue per lane; when full the session is closed with SLOW_CONSUMER.
+    /// [default: 1024]
+    #[arg(long, env = "QUIP_LANE_QUEUE_LEN")]
+    pub lane_queue_len: Option<usize>,
+    /// Milliseconds to open the control stream and send Hello. [default: 10000]
+    #[arg(long, env = "QUIP_HELLO_TIMEOUT_MS")]
+    pub hello_timeout_ms: Option<u64>,
+    /// Idle timeout in milliseconds. [default: 30000]
+    #[arg(long, env = "QUIP_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Maximum concurrent connections. [default: 200000]
+    #[arg(long, env = "QUIP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Dedup window for client_msg_id, in seconds. [default: 86400]
+    #[arg(long, env = "QUIP_DEDUP_WINDOW_SECS")]
+    pub dedup_window_secs: Option<u64>,
+    /// Minimum password length. [default: 8]
+    #[arg(long, env = "QUIP_PASSWORD_MIN_LEN")]
+    pub password_min_len: Option<usize>,
+    /// Store page cache in MiB. [default: 256]
+    #[arg(long, env = "QUIP_STORE_CACHE_MIB")]
+    pub store_cache_mib: Option<u64>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the broker (the default).
+    Serve,
+    /// Print the effective configuration as TOML and exit.
+    PrintConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the file named by `cli.config`, and the
+    /// environment and flags clap already merged into `cli`.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! apply {
+            ($($field:ident),*) => {$(
+                if let Some(value) = &cli.$field {
+                    config.$field = value.clone().into();
+                }
+            )*};
+        }
+        apply!(
+            data_dir,
+            quic_addr,
+            cert,
+            key,
+            durability,
+            jwt_secret_file,
+            access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            max_frame_bytes,
+            max_text_bytes,
+            default_lanes,
+            max_lanes,
+            lane_queue_len,
+            hello_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            dedup_window_secs,
+            password_min_len,
+            store_cache_mib
+        );
+        if let Ok(secret) = std::env::var("QUIP_JWT_SECRET") {
+            config.jwt_secret = Some(secret);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Rejects combinations that cannot work, with a message naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_owned()));
+        if self.cert.is_some() != self.key.is_some() {
+            return invalid("cert and key must be given together");
+        }
+        if self.max_frame_bytes < 1024 {
+            return invalid("max_frame_bytes must be at least 1024");
+        }
+        if self.max_text_bytes + 1024 > self.max_frame_bytes {
+            return invalid("max_text_bytes must leave 1 KiB of room below max_frame_bytes");
+        }
+        if self.default_lanes == 0 || self.default_lanes > self.max_lanes {
+            return invalid("default_lanes must be between 1 and max_lanes");
+        }
+        if self.max_lanes > quip_protocol::MAX_LANES {
+            return invalid("max_lanes is above the protocol's maximum of 64");
+        }
+        if self.lane_queue_len == 0 || self.sync_batch == 0 || self.max_connections == 0 {
+            return invalid("lane_queue_len, sync_batch and max_connections must be positive");
+        }
+        if self.history_default_limit == 0 || self.history_default_limit > self.history_max_limit {
+            return invalid("history_default_limit must be between 1 and history_max_limit");
+        }
+        if self.password_min_len == 0 || self.password_min_len > self.password_max_len {
+            return invalid("password_min_len must be between 1 and password_max_len");
+        }
+        if self.username_min_len == 0 || self.username_min_len > self.username_max_len {
+            return invalid("username_min_len must be between 1 and username_max_len");
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return invalid("token lifetimes must be positive");
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests: loopback, port 0, the given data dir.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        Config {
+            data_dir: data_dir.to_owned(),
+            quic_addr: "127.0.0.1:0".parse().expect("valid literal"),
+            jwt_secret: Some("test-secret-test-secret-test-secret".into()),
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quip.toml");
+        std::fs::write(&path, "durability = \"os\"\nmax_frame_bytes = 65536\ndefault_lanes = 2\n").unwrap();
+        let cli = Cli::parse_from([
+            "quip-broker",
+            "--config",
+            path.to_str().unwrap(),
+            "--default-lanes",
+            "8",
+        ]);
+        let config = Config::load(&cli).unwrap();
+        assert_eq!(config.durability, Durability::Os);
+        assert_eq!(config.max_frame_bytes, 65536);
+        assert_eq!(config.default_lanes, 8);
+        assert_eq!(config.history_max_limit, 200);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quip.toml");
+        std::fs::write(&path, "max_frame_byts = 1\n").unwrap();
+        assert!(matches!(Config::from_file(&path), Err(ConfigError::Parse { .. })));
+        let config = Config {
+            default_lanes: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

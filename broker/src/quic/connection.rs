@@ -1,0 +1,371 @@
+//! One QUIC connection: Hello on the control stream, then requests until it ends.
+//!
+//! Requests are processed concurrently (up to `max_inflight_per_connection`) and
+//! answered as they complete, each echoing its `req_id`. Sends are enqueued to the
+//! store in the order they arrive, so pipelined sends get seqs in request order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use quip_protocol::{ErrorCode, FrameError, client_frame, lane_for, pb, server_frame};
+use tracing::Instrument;
+
+use super::frames::{FrameReader, FrameWriter, ReadError};
+use super::lane::LaneWriter;
+use crate::context::BrokerContext;
+use crate::router::{Session, SessionCloser};
+use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
+
+/// How long a final error frame may take to reach the peer before we close anyway.
+const FINAL_FRAME_WAIT: Duration = Duration::from_millis(500);
+
+/// Closes a QUIC connection with a Quip error code as the application close code.
+#[derive(Debug)]
+struct QuicCloser(quinn::Connection);
+
+impl SessionCloser for QuicCloser {
+    fn close(&self, code: ErrorCode, reason: &str) {
+        self.0.close(code.close_code().into(), reason.as_bytes());
+    }
+}
+
+type Pending = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
+
+/// Serves one accepted connection until it ends.
+pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>) {
+    let span = tracing::info_span!(
+        "conn",
+        remote = %connection.remote_address(),
+        user = tracing::field::Empty,
+        device = tracing::field::Empty,
+    );
+    async move {
+        tracing::debug!("connected");
+        match run(&connection, &ctx).await {
+            Ok(()) => tracing::debug!("closed"),
+            Err(reason) => tracing::debug!(%reason, "ended"),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>) -> Result<(), String> {
+    let config = &ctx.config;
+    let hello_timeout = Duration::from_millis(config.hello_timeout_ms);
+    let deadline = tokio::time::Instant::now() + hello_timeout;
+
+    let (send, recv) = match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(error)) => return Err(error.to_string()),
+        Err(_) => {
+            close(connection, ErrorCode::Unauthenticated, "no control stream in time");
+            return Err("hello timeout".into());
+        }
+    };
+    let mut reader = FrameReader::new(recv, config.max_frame_bytes);
+    let mut writer = FrameWriter::new(send);
+
+    let first = match tokio::time::timeout_at(deadline, reader.next::<pb::ClientFrame>()).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return Err("control stream ended before Hello".into()),
+        Ok(Err(error)) => return refuse_read_error(connection, &mut writer, error).await,
+        Err(_) => {
+            close(connection, ErrorCode::Unauthenticated, "no Hello in time");
+            return Err("hello timeout".into());
+        }
+    };
+    let req_id = first.req_id;
+    let Some(client_frame::Body::Hello(hello)) = first.body else {
+        let error = ServiceError::new(ErrorCode::Unauthenticated, "the first frame must be Hello");
+        return refuse(connection, &mut writer, req_id, error).await;
+    };
+    if !quip_protocol::ids::is_device_id(&hello.device_id) {
+        let error = ServiceError::invalid("device_id must be 1 to 64 of [A-Za-z0-9_.-]");
+        return refuse(connection, &mut writer, req_id, error).await;
+    }
+    let authenticated = match authenticate(ctx, &hello).await {
+        Ok(authenticated) => authenticated,
+        Err(error) => return refuse(connection, &mut writer, req_id, error).await,
+    };
+    let user_id = authenticated.user.user_id.clone();
+    let device_id = hello.device_id.clone();
+    let span = tracing::Span::current();
+    span.record("user", user_id.as_str());
+    span.record("device", device_id.as_str());
+
+    let lanes = match hello.lanes {
+        0 => config.default_lanes,
+        n => n.min(config.max_lanes),
+    };
+    // Register before reading where each conversation ends, so that a message
+    // committed in between is either delivered live or found by the catch-up.
+    let (session, lane_receivers) = ctx.router.register(
+        &user_id,
+        &device_id,
+        lanes,
+        config.lane_queue_len,
+        Box::new(QuicCloser(connection.clone())),
+    );
+    let caller = Caller {
+        user_id: &user_id,
+        device_id: &device_id,
+        session_id: session.id,
+    };
+    let sync_points = match ctx.chat.sync_points(caller, &hello.cursors).await {
+        Ok(points) => points,
+        Err(error) => {
+            ctx.router.unregister(&session);
+            return refuse(connection, &mut writer, req_id, error).await;
+        }
+    };
+
+    let hello_ok = pb::HelloOk {
+        user_id: user_id.clone(),
+        username: authenticated.user.username.clone(),
+        nickname: authenticated.user.nickname.clone(),
+        device_id: device_id.clone(),
+        tokens: authenticated.tokens,
+        lanes,
+        max_frame_bytes: config.max_frame_bytes as u32,
+        server_time_ms: crate::service::auth::now_ms(),
+    };
+    let reply = response(req_id, server_frame::Body::HelloOk(hello_ok));
+    if let Err(error) = writer.send(&reply).await {
+        ctx.router.unregister(&session);
+        return Err(error.to_string());
+    }
+    tracing::info!(lanes, conversations = sync_points.len(), "authenticated");
+
+    let result = match open_lanes(connection, ctx, &session, lane_receivers, sync_points).await {
+        Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
+        Err(error) => Err(error),
+    };
+    ctx.router.unregister(&session);
+    result
+}
+
+async fn authenticate(ctx: &BrokerContext, hello: &pb::Hello) -> ServiceResult<Authenticated> {
+    use pb::hello::Auth;
+    let device = &hello.device_id;
+    match &hello.auth {
+        Some(Auth::AccessToken(token)) => ctx.auth.authenticate_token(token, device).await,
+        Some(Auth::Password(p)) => ctx.auth.login(&p.username, &p.password, device).await,
+        Some(Auth::Register(r)) => {
+            ctx.auth
+                .register(&r.username, &r.password, &r.nickname, device)
+                .await
+        }
+        Some(Auth::RefreshToken(token)) => ctx.auth.refresh(token, device).await,
+        None => Err(ServiceError::new(ErrorCode::Unauthenticated, "Hello carries no credentials")),
+    }
+}
+
+/// Opens the session's lanes and starts their writers.
+async fn open_lanes(
+    connection: &quinn::Connection,
+    ctx: &Arc<BrokerContext>,
+    session: &Arc<Session>,
+    receivers: Vec<tokio::sync::mpsc::Receiver<crate::router::LaneItem>>,
+    sync_points: Vec<crate::service::SyncPoint>,
+) -> Result<(), String> {
+    let lanes = session.lane_count();
+    let mut per_lane: Vec<Vec<_>> = (0..lanes).map(|_| Vec::new()).collect();
+    for point in sync_points {
+        per_lane[lane_for(&point.conv_id, lanes) as usize].push(point);
+    }
+    for (lane, (items, sync)) in receivers.into_iter().zip(per_lane).enumerate() {
+        let send = connection.open_uni().await.map_err(|e| e.to_string())?;
+        let writer = LaneWriter {
+            lane: lane as u32,
+            send,
+            items,
+            chat: ctx.chat.clone(),
+            sync,
+            sync_batch: ctx.config.sync_batch,
+        };
+        let connection = connection.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = writer.run().await {
+                    tracing::debug!(%error, lane, "lane ended");
+                    // A lane that cannot write makes the session useless: end it so
+                    // the device reconnects and resumes.
+                    if matches!(error, super::lane::LaneError::Service(_)) {
+                        close(&connection, ErrorCode::Unavailable, "delivery failed; resume");
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    Ok(())
+}
+
+async fn control_loop(
+    connection: &quinn::Connection,
+    ctx: &Arc<BrokerContext>,
+    session: &Arc<Session>,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> Result<(), String> {
+    let max_inflight = ctx.config.max_inflight_per_connection;
+    let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            frame = reader.next::<pb::ClientFrame>(), if inflight.len() < max_inflight => {
+                match frame {
+                    Ok(Some(frame)) => {
+                        if let Some(pending) = dispatch(ctx, session, frame).await {
+                            inflight.push(pending);
+                        }
+                    }
+                    Ok(None) => {
+                        close(connection, ErrorCode::Unspecified, "control stream finished");
+                        return Ok(());
+                    }
+                    Err(error) => return refuse_read_error(connection, writer, error).await,
+                }
+            }
+            Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
+                writer.push(&response(req_id, body));
+                // Coalesce whatever else is already done into the same write.
+                while let Some(Some((req_id, body))) = inflight.next().now_or_never() {
+                    writer.push(&response(req_id, body));
+                }
+                writer.flush().await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+/// Starts one request. Returns the future that answers it.
+async fn dispatch(ctx: &Arc<BrokerContext>, session: &Arc<Session>, frame: pb::ClientFrame) -> Option<Pending> {
+    let req_id = frame.req_id;
+    let caller = Caller {
+        user_id: &session.user_id,
+        device_id: &session.device_id,
+        session_id: session.id,
+    };
+    let Some(body) = frame.body else {
+        return Some(ready(req_id, Err(ServiceError::invalid("frame has no body"))));
+    };
+    let owned = (ctx.clone(), session.clone());
+    let pending: Pending = match body {
+        client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
+            Ok(ack) => Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) }),
+            Err(error) => ready(req_id, Err(error)),
+        },
+        client_frame::Body::Hello(_) => ready(
+            req_id,
+            Err(ServiceError::new(ErrorCode::AlreadyAuthenticated, "already authenticated")),
+        ),
+        client_frame::Body::Ping(ping) => ready(
+            req_id,
+            Ok(server_frame::Body::Pong(pb::Pong {
+                client_time_ms: ping.client_time_ms,
+                server_time_ms: crate::service::auth::now_ms(),
+            })),
+        ),
+        client_frame::Body::History(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.history(caller_of(&session), &request).await;
+            answer(req_id, result.map(server_frame::Body::History))
+        }),
+        client_frame::Body::Conversations(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.conversations(caller_of(&session), &request).await;
+            answer(req_id, result.map(server_frame::Body::Conversations))
+        }),
+        client_frame::Body::Report(report) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.report(caller_of(&session), report).await;
+            answer(req_id, result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})))
+        }),
+        client_frame::Body::Refresh(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.auth.refresh(&request.refresh_token, &session.device_id).await;
+            let tokens = result.and_then(|a| {
+                a.tokens
+                    .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no tokens issued"))
+            });
+            answer(req_id, tokens.map(server_frame::Body::Tokens))
+        }),
+    };
+    Some(pending)
+}
+
+fn caller_of(session: &Session) -> Caller<'_> {
+    Caller {
+        user_id: &session.user_id,
+        device_id: &session.device_id,
+        session_id: session.id,
+    }
+}
+
+fn ready(req_id: u64, result: ServiceResult<server_frame::Body>) -> Pending {
+    Box::pin(std::future::ready(answer(req_id, result)))
+}
+
+fn answer(req_id: u64, result: ServiceResult<server_frame::Body>) -> (u64, server_frame::Body) {
+    match result {
+        Ok(body) => (req_id, body),
+        Err(error) => {
+            if error.code() == ErrorCode::Unavailable || error.code() == ErrorCode::Internal {
+                tracing::warn!(%error, "request failed");
+            }
+            (req_id, server_frame::Body::Error(error.to_pb()))
+        }
+    }
+}
+
+fn response(req_id: u64, body: server_frame::Body) -> pb::ServerFrame {
+    pb::ServerFrame {
+        req_id,
+        body: Some(body),
+    }
+}
+
+/// Answers with an error, then closes the connection with the error's code.
+async fn refuse(
+    connection: &quinn::Connection,
+    writer: &mut FrameWriter,
+    req_id: u64,
+    error: ServiceError,
+) -> Result<(), String> {
+    let code = error.code();
+    let wire = error.to_pb();
+    let reason = wire.message.clone();
+    writer.push(&response(req_id, server_frame::Body::Error(wire)));
+    if writer.flush().await.is_ok() {
+        writer.finish_and_wait(FINAL_FRAME_WAIT).await;
+    }
+    close(connection, code, &reason);
+    Err(format!("refused: {}: {reason}", code.name()))
+}
+
+/// A frame that could not be read: BAD_FRAME or FRAME_TOO_LARGE, then close.
+async fn refuse_read_error(
+    connection: &quinn::Connection,
+    writer: &mut FrameWriter,
+    error: ReadError,
+) -> Result<(), String> {
+    let service_error = match &error {
+        ReadError::Frame(frame_error @ FrameError::TooLarge { .. }) => {
+            ServiceError::new(ErrorCode::FrameTooLarge, frame_error.to_string())
+        }
+        ReadError::Frame(frame_error) => ServiceError::new(ErrorCode::BadFrame, frame_error.to_string()),
+        ReadError::Truncated => ServiceError::new(ErrorCode::BadFrame, "stream ended inside a frame"),
+        ReadError::Stream(stream_error) => return Err(stream_error.to_string()),
+    };
+    tracing::info!(%error, "refusing connection");
+    refuse(connection, writer, 0, service_error).await
+}
+
+fn close(connection: &quinn::Connection, code: ErrorCode, reason: &str) {
+    connection.close(code.close_code().into(), reason.as_bytes());
+}

@@ -1,0 +1,144 @@
+//! One delivery lane of one session: a server-opened unidirectional stream and the
+//! task that writes it.
+//!
+//! The lane keeps, per conversation, the highest seq the device holds (`position`).
+//! It first catches every conversation of its share up from the device's cursor to
+//! the committed end (the resume/offline sync), sends `SyncDone`, then writes live
+//! items. A live item never leaves a hole: when one arrives past `position + 1` (a
+//! message fanned out by a concurrent sender overtook an earlier one, or the sync has
+//! not reached that conversation yet) the lane first reads the missing seqs from the
+//! store. Items at or below `position` are dropped. So every device sees each
+//! conversation dense and in seq order, exactly once per connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quip_protocol::{encode_frame_bytes, pb};
+use tokio::sync::mpsc;
+
+use crate::router::LaneItem;
+use crate::service::chat::deliver_frame;
+use crate::service::{ChatService, ServiceError, SyncPoint};
+
+/// Frames gathered before one stream write.
+const WRITE_BATCH: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error(transparent)]
+    Write(#[from] quinn::WriteError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+#[derive(Debug)]
+pub struct LaneWriter {
+    pub lane: u32,
+    pub send: quinn::SendStream,
+    pub items: mpsc::Receiver<LaneItem>,
+    pub chat: Arc<ChatService>,
+    /// Conversations this lane catches up first.
+    pub sync: Vec<SyncPoint>,
+    pub sync_batch: usize,
+}
+
+struct State {
+    positions: HashMap<Arc<str>, u64>,
+    out: Vec<Bytes>,
+}
+
+impl LaneWriter {
+    pub async fn run(mut self) -> Result<(), LaneError> {
+        let mut state = State {
+            positions: self
+                .sync
+                .iter()
+                .map(|p| (Arc::from(p.conv_id.as_str()), p.cursor))
+                .collect(),
+            out: Vec::with_capacity(WRITE_BATCH),
+        };
+        let mut synced = 0u64;
+        for point in std::mem::take(&mut self.sync) {
+            // Live items that queued meanwhile go out between conversations.
+            while let Ok(item) = self.items.try_recv() {
+                self.handle(&mut state, item).await?;
+            }
+            let conv_id: Arc<str> = Arc::from(point.conv_id.as_str());
+            let last = self.chat.last_seq(&conv_id).await?;
+            synced += self.catch_up(&mut state, &conv_id, last).await?;
+            self.write_out(&mut state).await?;
+        }
+        let done = pb::ServerFrame {
+            req_id: 0,
+            body: Some(pb::server_frame::Body::SyncDone(pb::SyncDone {
+                lane: self.lane,
+                messages: synced,
+            })),
+        };
+        state.out.push(encode_frame_bytes(&done));
+        self.write_out(&mut state).await?;
+
+        while let Some(item) = self.items.recv().await {
+            self.handle(&mut state, item).await?;
+            while state.out.len() < WRITE_BATCH {
+                match self.items.try_recv() {
+                    Ok(item) => self.handle(&mut state, item).await?,
+                    Err(_) => break,
+                }
+            }
+            self.write_out(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
+        let seq = item.seq();
+        let position = state.positions.get(item.conv_id()).copied().unwrap_or(0);
+        if seq <= position {
+            return Ok(());
+        }
+        if seq > position + 1 {
+            let conv_id = item.conv_id().clone();
+            self.catch_up(state, &conv_id, seq - 1).await?;
+        }
+        if let LaneItem::Deliver { frame, .. } = &item {
+            state.out.push(frame.clone());
+        }
+        state.positions.insert(item.conv_id().clone(), seq);
+        Ok(())
+    }
+
+    /// Reads and queues everything after the conversation's position up to `to`.
+    async fn catch_up(&mut self, state: &mut State, conv_id: &Arc<str>, to: u64) -> Result<u64, LaneError> {
+        let mut sent = 0;
+        loop {
+            let position = state.positions.get(conv_id).copied().unwrap_or(0);
+            if position >= to {
+                return Ok(sent);
+            }
+            let messages = self
+                .chat
+                .read_range(conv_id, position + 1, to, self.sync_batch)
+                .await?;
+            let Some(last) = messages.last().map(|m| m.seq) else {
+                // Nothing committed there yet; the live item will follow.
+                return Ok(sent);
+            };
+            sent += messages.len() as u64;
+            state.out.extend(messages.iter().map(deliver_frame));
+            state.positions.insert(conv_id.clone(), last);
+            if state.out.len() >= WRITE_BATCH {
+                self.write_out(state).await?;
+            }
+        }
+    }
+
+    async fn write_out(&mut self, state: &mut State) -> Result<(), LaneError> {
+        if !state.out.is_empty() {
+            self.send.write_all_chunks(&mut state.out).await?;
+            state.out.clear();
+        }
+        Ok(())
+    }
+}

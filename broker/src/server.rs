@@ -1,0 +1,216 @@
+//! The composition root: opens the store, builds the services, binds QUIC, and runs
+//! until shut down. Tests start one of these on 127.0.0.1 port 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::context::BrokerContext;
+use crate::quic::{self, tls::TlsIdentity};
+use crate::router::Router;
+use crate::service::{AuthService, ChatLimits, ChatService, CredentialRules, TokenIssuer};
+use crate::shutdown::{Drained, Shutdown};
+use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
+
+/// How often expired dedup records are swept.
+const DEDUP_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("JWT secret: {0}")]
+    Secret(String),
+    #[error(transparent)]
+    Tls(#[from] quic::tls::TlsError),
+    #[error(transparent)]
+    Quic(#[from] quic::QuicError),
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    quic_addr: SocketAddr,
+    fingerprint: [u8; 32],
+    cert_der: Vec<u8>,
+    ctx: Arc<BrokerContext>,
+    endpoint: quinn::Endpoint,
+    shutdown: Shutdown,
+    drained: Drained,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Opens the store in `config.data_dir`, binds QUIC and starts accepting.
+    pub async fn start(config: Config) -> Result<Broker, StartError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let secret = jwt_secret(&config)?;
+        let sled = Arc::new(SledStore::open(
+            &data_dir.join("store"),
+            SledOptions {
+                durability: config.durability,
+                dedup_window_ms: config.dedup_window_secs * 1000,
+                max_batch: config.store_max_batch,
+                queue_len: config.store_queue_len,
+                cache_bytes: config.store_cache_mib << 20,
+            },
+        )?);
+        spawn_dedup_sweep(&sled);
+        let store: Arc<dyn Store> = sled;
+        let identity = TlsIdentity::load_or_generate(config.cert.as_deref(), config.key.as_deref(), &data_dir)?;
+        if identity.self_signed {
+            tracing::warn!(
+                fingerprint = %identity.fingerprint_hex(),
+                "serving a self-signed certificate: clients must pin this SHA-256 fingerprint \
+                 (use --cert/--key with a real certificate in production)"
+            );
+        } else {
+            tracing::info!(fingerprint = %identity.fingerprint_hex(), "serving the configured certificate");
+        }
+
+        let router = Arc::new(Router::new());
+        let auth = AuthService::new(
+            store.clone(),
+            TokenIssuer::new(&secret, config.access_token_ttl_secs, config.refresh_token_ttl_secs),
+            CredentialRules {
+                username_min_len: config.username_min_len,
+                username_max_len: config.username_max_len,
+                password_min_len: config.password_min_len,
+                password_max_len: config.password_max_len,
+            },
+        );
+        let chat = Arc::new(ChatService::new(
+            store.clone(),
+            router.clone(),
+            ChatLimits {
+                max_text_bytes: config.max_text_bytes,
+                history_default_limit: config.history_default_limit,
+                history_max_limit: config.history_max_limit,
+                conversations_max_limit: config.conversations_max_limit,
+                max_mentions: 100,
+                max_reports: 1000,
+            },
+        ));
+        let ctx = Arc::new(BrokerContext {
+            config,
+            store,
+            router,
+            auth,
+            chat,
+        });
+        let endpoint = quic::bind(&ctx, &identity)?;
+        let quic_addr = endpoint.local_addr().map_err(|source| quic::QuicError::Bind {
+            addr: ctx.config.quic_addr,
+            source,
+        })?;
+        let (shutdown, drained) = Shutdown::new();
+        let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), ctx.clone(), shutdown.clone()));
+        tracing::info!(%quic_addr, durability = ?ctx.config.durability, data_dir = %data_dir.display(), "quip broker listening");
+        Ok(Broker {
+            quic_addr,
+            fingerprint: identity.fingerprint,
+            cert_der: identity.chain[0].to_vec(),
+            ctx,
+            endpoint,
+            shutdown,
+            drained,
+            accept,
+        })
+    }
+
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// SHA-256 of the served certificate, for clients that pin it.
+    pub fn cert_fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    pub fn context(&self) -> &Arc<BrokerContext> {
+        &self.ctx
+    }
+
+    /// Stops accepting, closes every connection with SHUTTING_DOWN, waits (bounded)
+    /// for connection tasks, and flushes the store.
+    pub async fn shutdown(self) {
+        let grace = Duration::from_millis(self.ctx.config.shutdown_grace_ms);
+        self.shutdown.trigger();
+        let _ = self.accept.await;
+        self.ctx
+            .router
+            .close_all(quip_protocol::ErrorCode::ShuttingDown, "broker shutting down");
+        quic::close_all(&self.endpoint);
+        drop(self.shutdown);
+        if !self.drained.wait(grace).await {
+            tracing::warn!("some connections did not finish within the shutdown grace period");
+        }
+        if let Err(error) = self.ctx.store.flush().await {
+            tracing::error!(%error, "final store flush failed");
+        }
+        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        tracing::info!("quip broker stopped");
+    }
+}
+
+/// The HMAC secret: from config, else from `jwt_secret_file`, else generated once in
+/// `<data_dir>/jwt.key`. Never logged.
+fn jwt_secret(config: &Config) -> Result<Vec<u8>, StartError> {
+    if let Some(secret) = &config.jwt_secret {
+        return check_secret(secret.as_bytes().to_vec());
+    }
+    let path = config
+        .jwt_secret_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("jwt.key"));
+    if !path.exists() && config.jwt_secret_file.is_none() {
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        quic::tls::write_private(&path, secret.as_bytes())
+            .map_err(|e| StartError::Secret(format!("cannot write {}: {e}", path.display())))?;
+    }
+    read_secret(&path)
+}
+
+fn read_secret(path: &Path) -> Result<Vec<u8>, StartError> {
+    let raw = std::fs::read(path).map_err(|e| StartError::Secret(format!("cannot read {}: {e}", path.display())))?;
+    check_secret(raw.trim_ascii().to_vec())
+}
+
+fn check_secret(secret: Vec<u8>) -> Result<Vec<u8>, StartError> {
+    if secret.len() < 32 {
+        return Err(StartError::Secret("must be at least 32 bytes".into()));
+    }
+    Ok(secret)
+}
+
+fn spawn_dedup_sweep(store: &Arc<SledStore>) {
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DEDUP_SWEEP_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || store.sweep_expired_dedup()).await {
+                Ok(Ok(removed)) => tracing::debug!(removed, "swept expired dedup records"),
+                Ok(Err(error)) => tracing::warn!(%error, "dedup sweep failed"),
+                Err(_) => return,
+            }
+        }
+    });
+}

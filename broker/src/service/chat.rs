@@ -1,0 +1,382 @@
+//! Sending, history, the conversation list and cursors: design section 4.
+//!
+//! Transport-free. `send` validates synchronously and enqueues the append before it
+//! returns, so a connection that pipelines sends gets seqs in request order; the
+//! future it returns resolves after durability, with the fan-out done.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prost::Message as _;
+use quip_protocol::ids::{self, Conversation};
+use quip_protocol::{ErrorCode, encode_frame_bytes, pb};
+
+use super::error::{ServiceError, ServiceResult};
+use crate::router::{Origin, Router};
+use crate::store::{CursorUpdate, NewMessage, Store};
+
+/// Limits on requests, from the config.
+#[derive(Debug, Clone)]
+pub struct ChatLimits {
+    pub max_text_bytes: usize,
+    pub history_default_limit: u32,
+    pub history_max_limit: u32,
+    pub conversations_max_limit: u32,
+    /// Most mentions in one message.
+    pub max_mentions: usize,
+    /// Most cursor reports in one frame.
+    pub max_reports: usize,
+}
+
+/// The authenticated device a request comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    /// The session to skip (with an `Advance`) in fan-out; 0 for none.
+    pub session_id: u64,
+}
+
+/// Where one conversation's catch-up starts and ends for a connecting device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPoint {
+    pub conv_id: String,
+    /// Highest seq the device holds.
+    pub cursor: u64,
+    /// Highest committed seq at the time of the Hello.
+    pub last_seq: u64,
+}
+
+#[derive(Debug)]
+pub struct ChatService {
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    limits: ChatLimits,
+}
+
+impl ChatService {
+    pub fn new(store: Arc<dyn Store>, router: Arc<Router>, limits: ChatLimits) -> Self {
+        Self {
+            store,
+            router,
+            limits,
+        }
+    }
+
+    /// Validates a send and enqueues it. The future resolves to the ACK once the
+    /// message is durable and has been handed to every online recipient session.
+    pub async fn send(
+        &self,
+        caller: Caller<'_>,
+        request: pb::SendRequest,
+    ) -> ServiceResult<impl Future<Output = ServiceResult<pb::SendAck>> + Send + 'static> {
+        let kind = self.validate_content(&request)?;
+        if !ids::is_client_msg_id(&request.client_msg_id) {
+            return Err(ServiceError::invalid(
+                "client_msg_id must be 1 to 64 of [A-Za-z0-9_.-]",
+            ));
+        }
+        let (conv_id, recipients) = if ids::is_user_id(&request.to) {
+            if request.to == caller.user_id {
+                return Err(ServiceError::invalid("cannot send a message to yourself"));
+            }
+            if self.store.user_by_id(&request.to).await?.is_none() {
+                return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
+            }
+            (
+                ids::single_conv_id(caller.user_id, &request.to),
+                vec![caller.user_id.to_owned(), request.to.clone()],
+            )
+        } else if ids::is_group_id(&request.to) {
+            return Err(ServiceError::new(ErrorCode::NotFound, "no such group"));
+        } else {
+            return Err(ServiceError::invalid("`to` must be a user_… or group_… id"));
+        };
+
+        let message = pb::Message {
+            conv_id,
+            from: caller.user_id.to_owned(),
+            from_device: caller.device_id.to_owned(),
+            to: request.to,
+            kind: kind as i32,
+            content: request.content.map(send_content_to_message),
+            client_msg_id: request.client_msg_id,
+            ..Default::default()
+        };
+        let appended = self.store.append(NewMessage {
+            message,
+            participants: recipients.clone(),
+        });
+        let store = self.store.clone();
+        let router = self.router.clone();
+        let (user_id, device_id, session_id) = (
+            caller.user_id.to_owned(),
+            caller.device_id.to_owned(),
+            caller.session_id,
+        );
+        Ok(async move {
+            let appended = appended.await?;
+            let message = appended.message;
+            let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
+            let frame = deliver_frame(&message);
+            let origin = Origin {
+                user_id: &user_id,
+                session_id,
+            };
+            // A duplicate is fanned out again: if the broker died between the first
+            // ACK and its fan-out, this is how online receivers get it; lanes drop
+            // what a device already has.
+            router.deliver(&conv_id, message.seq, &frame, &recipients, Some(origin));
+            // Sending a message means having read the conversation up to it.
+            let read = CursorUpdate {
+                conv_id: message.conv_id.clone(),
+                delivered_seq: 0,
+                read_seq: message.seq,
+            };
+            if let Err(error) = store.update_cursors(&user_id, &device_id, vec![read]).await {
+                tracing::warn!(%error, "could not move the sender's read mark");
+            }
+            Ok(pb::SendAck {
+                client_msg_id: message.client_msg_id,
+                msg_id: message.msg_id,
+                conv_id: message.conv_id,
+                seq: message.seq,
+                sent_at_ms: message.sent_at_ms,
+                duplicate: appended.duplicate,
+            })
+        })
+    }
+
+    fn validate_content(&self, request: &pb::SendRequest) -> ServiceResult<pb::MessageKind> {
+        use pb::send_request::Content;
+        let kind = pb::MessageKind::try_from(request.kind)
+            .map_err(|_| ServiceError::invalid("unknown message kind"))?;
+        match (kind, &request.content) {
+            (pb::MessageKind::Text, Some(Content::Text(text))) => {
+                if text.text.trim().is_empty() {
+                    return Err(ServiceError::invalid("text is empty"));
+                }
+                if text.text.len() > self.limits.max_text_bytes {
+                    return Err(ServiceError::new(
+                        ErrorCode::MessageTooLarge,
+                        format!("text is longer than {} bytes", self.limits.max_text_bytes),
+                    ));
+                }
+                if text.mention_user_ids.len() > self.limits.max_mentions
+                    || !text.mention_user_ids.iter().all(|id| ids::is_user_id(id))
+                {
+                    return Err(ServiceError::invalid("mention_user_ids must be valid user ids"));
+                }
+            }
+            (pb::MessageKind::Custom, Some(Content::Custom(custom))) => {
+                if custom.json.len() > self.limits.max_text_bytes {
+                    return Err(ServiceError::new(
+                        ErrorCode::MessageTooLarge,
+                        format!("custom content is longer than {} bytes", self.limits.max_text_bytes),
+                    ));
+                }
+            }
+            (
+                pb::MessageKind::Image | pb::MessageKind::Voice | pb::MessageKind::Video | pb::MessageKind::File,
+                Some(Content::File(_)),
+            ) => {
+                return Err(ServiceError::new(
+                    ErrorCode::Unsupported,
+                    "file messages need the file service, which this broker does not run yet",
+                ));
+            }
+            (pb::MessageKind::System, _) => {
+                return Err(ServiceError::new(ErrorCode::Forbidden, "clients cannot send system messages"));
+            }
+            (pb::MessageKind::Unspecified, _) => {
+                return Err(ServiceError::invalid("message kind is required"));
+            }
+            _ => return Err(ServiceError::invalid("content does not match the message kind")),
+        }
+        Ok(kind)
+    }
+
+    /// One page of a conversation's history, ascending by seq.
+    pub async fn history(&self, caller: Caller<'_>, request: &pb::HistoryRequest) -> ServiceResult<pb::HistoryPage> {
+        self.check_member(caller.user_id, &request.conv_id)?;
+        if request.before_seq != 0 && request.after_seq != 0 {
+            return Err(ServiceError::invalid("give before_seq or after_seq, not both"));
+        }
+        let limit = match request.limit {
+            0 => self.limits.history_default_limit,
+            n => n.min(self.limits.history_max_limit),
+        } as usize;
+        let (messages, has_more) = if request.after_seq != 0 {
+            let mut messages = self
+                .store
+                .range(&request.conv_id, request.after_seq.saturating_add(1), u64::MAX, limit + 1)
+                .await?;
+            let has_more = messages.len() > limit;
+            messages.truncate(limit);
+            (messages, has_more)
+        } else {
+            let before = if request.before_seq == 0 { u64::MAX } else { request.before_seq };
+            self.store.before(&request.conv_id, before, limit).await?
+        };
+        Ok(pb::HistoryPage {
+            conv_id: request.conv_id.clone(),
+            messages,
+            has_more,
+        })
+    }
+
+    /// The user's conversations, newest activity first.
+    pub async fn conversations(
+        &self,
+        caller: Caller<'_>,
+        request: &pb::ConversationsRequest,
+    ) -> ServiceResult<pb::ConversationList> {
+        let offset: usize = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse()
+                .map_err(|_| ServiceError::invalid("page_token is not one this broker issued"))?
+        };
+        let limit = match request.limit {
+            0 => self.limits.history_default_limit,
+            n => n.min(self.limits.conversations_max_limit),
+        } as usize;
+        let mut summaries = Vec::new();
+        for conv_id in self.store.user_conversations(caller.user_id).await? {
+            let last_seq = self.store.last_seq(&conv_id).await?;
+            let last_message = self
+                .store
+                .range(&conv_id, last_seq, last_seq, 1)
+                .await?
+                .pop();
+            let read_seq = self.store.read_seq(caller.user_id, &conv_id).await?.min(last_seq);
+            let peer_id = match Conversation::parse(&conv_id) {
+                Some(Conversation::Group { group_id }) => group_id.to_owned(),
+                Some(conv) => conv.peer_of(caller.user_id).unwrap_or_default().to_owned(),
+                None => continue,
+            };
+            summaries.push(pb::ConversationSummary {
+                conv_id,
+                peer_id,
+                last_message,
+                last_seq,
+                read_seq,
+                unread: last_seq - read_seq,
+            });
+        }
+        let activity = |s: &pb::ConversationSummary| s.last_message.as_ref().map_or(0, |m| m.sent_at_ms);
+        summaries.sort_by(|a, b| activity(b).cmp(&activity(a)).then_with(|| a.conv_id.cmp(&b.conv_id)));
+        let total = summaries.len();
+        let conversations: Vec<_> = summaries.into_iter().skip(offset).take(limit).collect();
+        let next_page_token = if offset + conversations.len() < total {
+            (offset + conversations.len()).to_string()
+        } else {
+            String::new()
+        };
+        Ok(pb::ConversationList {
+            conversations,
+            next_page_token,
+        })
+    }
+
+    /// Stores a device's delivered and read reports. Seqs past the end are clamped.
+    pub async fn report(&self, caller: Caller<'_>, report: pb::ReportCursors) -> ServiceResult<()> {
+        if report.reports.len() > self.limits.max_reports {
+            return Err(ServiceError::invalid(format!(
+                "at most {} reports per frame",
+                self.limits.max_reports
+            )));
+        }
+        let mut updates = Vec::with_capacity(report.reports.len());
+        for entry in report.reports {
+            self.check_member(caller.user_id, &entry.conv_id)?;
+            let last = self.store.last_seq(&entry.conv_id).await?;
+            updates.push(CursorUpdate {
+                delivered_seq: entry.delivered_seq.min(last),
+                read_seq: entry.read_seq.min(last),
+                conv_id: entry.conv_id,
+            });
+        }
+        self.store
+            .update_cursors(caller.user_id, caller.device_id, updates)
+            .await?;
+        Ok(())
+    }
+
+    /// Where each of the user's conversations stands for a connecting device. Cursors
+    /// from the Hello win over the stored ones; cursors past the end are clamped;
+    /// cursors naming conversations the user is not in are refused.
+    pub async fn sync_points(&self, caller: Caller<'_>, hello_cursors: &[pb::Cursor]) -> ServiceResult<Vec<SyncPoint>> {
+        for cursor in hello_cursors {
+            self.check_member(caller.user_id, &cursor.conv_id)?;
+        }
+        let stored: std::collections::HashMap<String, u64> = self
+            .store
+            .device_cursors(caller.user_id, caller.device_id)
+            .await?
+            .into_iter()
+            .collect();
+        let mut points = Vec::new();
+        for conv_id in self.store.user_conversations(caller.user_id).await? {
+            let last_seq = self.store.last_seq(&conv_id).await?;
+            let cursor = hello_cursors
+                .iter()
+                .find(|c| c.conv_id == conv_id)
+                .map(|c| c.seq)
+                .or_else(|| stored.get(&conv_id).copied())
+                .unwrap_or(0)
+                .min(last_seq);
+            points.push(SyncPoint {
+                conv_id,
+                cursor,
+                last_seq,
+            });
+        }
+        Ok(points)
+    }
+
+    /// Committed messages `from..=to` of a conversation, for lane catch-up.
+    pub async fn read_range(&self, conv_id: &str, from: u64, to: u64, limit: usize) -> ServiceResult<Vec<pb::Message>> {
+        Ok(self.store.range(conv_id, from, to, limit).await?)
+    }
+
+    pub async fn last_seq(&self, conv_id: &str) -> ServiceResult<u64> {
+        Ok(self.store.last_seq(conv_id).await?)
+    }
+
+    /// Refuses conversations the user is not part of, and malformed ids.
+    fn check_member(&self, user_id: &str, conv_id: &str) -> ServiceResult<()> {
+        match Conversation::parse(conv_id) {
+            None => Err(ServiceError::invalid(format!("malformed conversation id {conv_id:?}"))),
+            Some(conv @ Conversation::Single { .. }) if conv.is_single_party(user_id) => Ok(()),
+            Some(_) => Err(ServiceError::new(
+                ErrorCode::Forbidden,
+                "you are not in this conversation",
+            )),
+        }
+    }
+}
+
+/// A `Deliver` frame for `message`, encoded once for every recipient.
+pub fn deliver_frame(message: &pb::Message) -> bytes::Bytes {
+    let frame = pb::ServerFrame {
+        req_id: 0,
+        body: Some(pb::server_frame::Body::Deliver(pb::Deliver {
+            message: Some(message.clone()),
+        })),
+    };
+    debug_assert!(frame.encoded_len() > 0);
+    encode_frame_bytes(&frame)
+}
+
+fn send_content_to_message(content: pb::send_request::Content) -> pb::message::Content {
+    use pb::message::Content as M;
+    use pb::send_request::Content as S;
+    match content {
+        S::Text(text) => M::Text(text),
+        S::File(file) => M::File(file),
+        S::Custom(custom) => M::Custom(custom),
+    }
+}

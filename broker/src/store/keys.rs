@@ -1,0 +1,108 @@
+//! Key layout. Strings are separated by 0x00 (ids never contain it) and numbers are
+//! big-endian, so sled's byte order is the order we scan in.
+//!
+//! Tree `chat` holds everything an append writes, so that one atomic batch covers it:
+//!
+//! | key | value |
+//! |---|---|
+//! | `m` conv 0 seq | Message (protobuf) |
+//! | `d` sender 0 client_msg_id | DedupRecord |
+//! | `u` user 0 conv | empty: the user takes part in conv |
+//!
+//! Tree `accounts`: `n` lowercase(username) → user id; `i` user id → UserRecord;
+//! `r` sha256(refresh token) → RefreshRecord.
+//!
+//! Tree `cursors`: `c` user 0 device 0 conv → delivered seq; `r` user 0 conv → read seq.
+
+pub(crate) fn message(conv_id: &str, seq: u64) -> Vec<u8> {
+    let mut key = message_prefix(conv_id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn message_prefix(conv_id: &str) -> Vec<u8> {
+    join(b'm', &[conv_id])
+}
+
+/// The seq at the end of a message key.
+pub(crate) fn seq_of_message_key(key: &[u8]) -> u64 {
+    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end in a seq");
+    u64::from_be_bytes(tail)
+}
+
+pub(crate) fn dedup(sender: &str, client_msg_id: &str) -> Vec<u8> {
+    join(b'd', &[sender, client_msg_id])
+}
+
+pub(crate) fn user_conv(user_id: &str, conv_id: &str) -> Vec<u8> {
+    join(b'u', &[user_id, conv_id])
+}
+
+pub(crate) fn user_conv_prefix(user_id: &str) -> Vec<u8> {
+    let mut key = join(b'u', &[user_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn username(name: &str) -> Vec<u8> {
+    join(b'n', &[&name.to_lowercase()])
+}
+
+pub(crate) fn user(user_id: &str) -> Vec<u8> {
+    join(b'i', &[user_id])
+}
+
+pub(crate) fn refresh(hash: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![b'r'];
+    key.extend_from_slice(hash);
+    key
+}
+
+pub(crate) fn delivered(user_id: &str, device_id: &str, conv_id: &str) -> Vec<u8> {
+    join(b'c', &[user_id, device_id, conv_id])
+}
+
+pub(crate) fn delivered_prefix(user_id: &str, device_id: &str) -> Vec<u8> {
+    let mut key = join(b'c', &[user_id, device_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn read(user_id: &str, conv_id: &str) -> Vec<u8> {
+    join(b'r', &[user_id, conv_id])
+}
+
+fn join(tag: u8, parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    key.push(tag);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    if tag == b'm' {
+        key.push(0);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keys_sort_by_conv_then_seq() {
+        assert!(message("group:group_1", 2) < message("group:group_1", 10));
+        assert!(message("group:group_1", u64::MAX) < message("group:group_10", 1));
+        assert!(message("group:group_1", 5).starts_with(&message_prefix("group:group_1")));
+        assert!(!message("group:group_10", 5).starts_with(&message_prefix("group:group_1")));
+        assert_eq!(seq_of_message_key(&message("single:user_a:user_b", 42)), 42);
+    }
+
+    #[test]
+    fn user_conv_prefix_is_exact() {
+        assert!(user_conv("user_a", "x").starts_with(&user_conv_prefix("user_a")));
+        assert!(!user_conv("user_ab", "x").starts_with(&user_conv_prefix("user_a")));
+    }
+}

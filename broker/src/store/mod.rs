@@ -1,0 +1,157 @@
+//! Persistence behind one trait, so that the single-node default (sled, embedded) and
+//! the cluster engine (Redis, later) are interchangeable.
+//!
+//! # Guarantees every implementation gives
+//!
+//! - **Append is atomic with seq assignment**: a conversation's seqs start at 1 and have
+//!   no gaps; the message, its dedup record and the senders' conversation-list entries
+//!   become visible (and durable) together or not at all.
+//! - **Submission order is call order**: [`Store::append`] enqueues the request before
+//!   it returns, so appends from one connection get seqs in the order they were made.
+//! - **Dedup is exact within the dedup window**: a second append with the same
+//!   `(sender, client_msg_id)` stores nothing and returns the original message.
+//! - **Durable before acknowledged**: the append future resolves only once the message
+//!   is on disk (`fsync` durability) or in the store's memory (`os`).
+//! - **Reads see every acknowledged write, and only committed ones**: reads are capped
+//!   at the conversation's committed seq, so a message that a crash could still take
+//!   back is never handed to a reader (its seq could otherwise be reused).
+
+mod keys;
+mod records;
+pub mod sled;
+mod writer;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use quip_protocol::pb;
+
+pub use records::{RefreshRecord, UserRecord};
+pub use sled::SledStore;
+
+/// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is taken")]
+    UsernameTaken,
+    #[error("store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl From<::sled::Error> for StoreError {
+    fn from(error: ::sled::Error) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for StoreError {
+    fn from(error: prost::DecodeError) -> Self {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// ACK once the message is on disk; one flush covers every append that arrived
+    /// while the previous flush ran (group commit).
+    Fsync,
+    /// ACK once the store holds the message in memory; the OS writes it out soon after.
+    Os,
+}
+
+/// A message to append; the store assigns `seq`, `msg_id` and `sent_at_ms`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Everything but seq, msg_id and sent_at_ms, which the store fills in.
+    pub message: pb::Message,
+    /// Users whose conversation list must contain this conversation afterwards.
+    pub participants: Vec<String>,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The stored message (for a duplicate: the original one).
+    pub message: pb::Message,
+    /// True when `(sender, client_msg_id)` had been stored before.
+    pub duplicate: bool,
+}
+
+/// One device's resume point and one user's read mark in a conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CursorUpdate {
+    pub conv_id: String,
+    /// 0 leaves the stored value alone; cursors only move forward.
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+}
+
+/// Counters that show the group commit at work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub appends: u64,
+    pub flushes: u64,
+    pub batches: u64,
+}
+
+/// The broker's persistence. See the module docs for the guarantees.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    // --- accounts ---
+
+    /// Creates a user; fails with `UsernameTaken` when the (case-folded) name exists.
+    fn create_user(&self, user: UserRecord) -> StoreFuture<'_, ()>;
+    fn user_by_id<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
+    fn user_by_username<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
+
+    /// Stores a refresh token under the hash of its value.
+    fn put_refresh(&self, token_hash: [u8; 32], record: RefreshRecord) -> StoreFuture<'_, ()>;
+    /// Removes and returns a refresh token record: a token works once (rotation).
+    fn take_refresh(&self, token_hash: [u8; 32]) -> StoreFuture<'_, Option<RefreshRecord>>;
+
+    // --- messages ---
+
+    /// Enqueues an append now (so call order is seq order for one caller) and returns a
+    /// future that resolves once the message is durable per the configured durability.
+    fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended>;
+
+    /// Highest committed seq of a conversation (0 when empty).
+    fn last_seq<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Messages with `from <= seq <= to` (to capped at the committed seq), ascending,
+    /// at most `limit`.
+    fn range<'a>(&'a self, conv_id: &'a str, from: u64, to: u64, limit: usize)
+    -> StoreFuture<'a, Vec<pb::Message>>;
+
+    /// The newest `limit` messages with seq < `before` (ascending order), and whether
+    /// older ones exist.
+    fn before<'a>(&'a self, conv_id: &'a str, before: u64, limit: usize)
+    -> StoreFuture<'a, (Vec<pb::Message>, bool)>;
+
+    /// Conversations a user takes part in.
+    fn user_conversations<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    // --- cursors ---
+
+    /// Moves a device's delivered cursors and the user's read marks forward.
+    fn update_cursors<'a>(&'a self, user_id: &'a str, device_id: &'a str, updates: Vec<CursorUpdate>)
+    -> StoreFuture<'a, ()>;
+    /// A device's stored delivered cursors, by conversation.
+    fn device_cursors<'a>(&'a self, user_id: &'a str, device_id: &'a str)
+    -> StoreFuture<'a, Vec<(String, u64)>>;
+    /// The user's read seq in a conversation (max over devices).
+    fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64>;
+
+    // --- lifecycle ---
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+    fn stats(&self) -> StoreStats;
+}

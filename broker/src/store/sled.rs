@@ -1,0 +1,365 @@
+//! The embedded default store: sled 0.34, with appends through the group-commit writer
+//! thread ([`super::writer`]) and reads straight from the trees.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use prost::Message as _;
+use quip_protocol::pb;
+use tokio::sync::oneshot;
+
+use super::records::DedupRecord;
+use super::writer::{self, AppendJob, Shared, WriterConfig, now_ms};
+use super::{
+    Appended, CursorUpdate, Durability, NewMessage, RefreshRecord, Store, StoreError,
+    StoreFuture, StoreStats, UserRecord, keys,
+};
+
+/// Settings of the sled store.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    pub durability: Durability,
+    /// How long `(sender, client_msg_id)` stays deduplicated.
+    pub dedup_window_ms: u64,
+    /// Most appends applied as one sled batch.
+    pub max_batch: usize,
+    /// Appends that may wait for the writer before senders wait too.
+    pub queue_len: usize,
+    /// sled's page cache.
+    pub cache_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            dedup_window_ms: 24 * 3600 * 1000,
+            max_batch: 1024,
+            queue_len: 16 * 1024,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    chat: sled::Tree,
+    accounts: sled::Tree,
+    cursors: sled::Tree,
+    durability: Durability,
+    shared: Arc<Shared>,
+    /// Dropping this (with the store) stops the writer after it drains its queue.
+    appends: Sender<AppendJob>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, options: SledOptions) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            // Durability comes from our explicit flushes; sled's own periodic flush
+            // only bounds what `os` durability can lose.
+            .flush_every_ms(Some(500))
+            .open()?;
+        let chat = db.open_tree("chat")?;
+        let accounts = db.open_tree("accounts")?;
+        let cursors = db.open_tree("cursors")?;
+        let shared = Arc::new(Shared::default());
+        let (appends, _threads) = writer::spawn(
+            db.clone(),
+            chat.clone(),
+            shared.clone(),
+            WriterConfig {
+                durability: options.durability,
+                dedup_window_ms: options.dedup_window_ms,
+                max_batch: options.max_batch.max(1),
+            },
+            options.queue_len.max(1),
+        )
+        .map_err(|e| StoreError::Unavailable(format!("cannot start store writer: {e}")))?;
+        Ok(Self {
+            db,
+            chat,
+            accounts,
+            cursors,
+            durability: options.durability,
+            shared,
+            appends,
+        })
+    }
+
+    /// Removes dedup records whose window has passed. Runs a full scan: call it rarely
+    /// (the broker does hourly) and off the async workers.
+    pub fn sweep_expired_dedup(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut removed = 0;
+        for entry in self.chat.scan_prefix([b'd']) {
+            let (key, value) = entry?;
+            let record = DedupRecord::decode(value.as_ref())?;
+            if record.expires_at_ms <= now
+                && self
+                    .chat
+                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The committed seq: the writer's view if it touched the conversation, else the
+    /// tree's (all of which is durable). See `Shared::committed` for the race this
+    /// re-check closes.
+    fn committed_seq(&self, conv_id: &str) -> Result<u64, StoreError> {
+        if let Some(seq) = self.shared.committed.get(conv_id) {
+            return Ok(*seq);
+        }
+        let stored = writer::last_stored_seq(&self.chat, conv_id)?;
+        Ok(match self.shared.committed.get(conv_id) {
+            Some(seq) => stored.min(*seq),
+            None => stored,
+        })
+    }
+
+    fn sync_flush(&self) -> StoreFuture<'_, ()> {
+        let db = self.db.clone();
+        let durability = self.durability;
+        Box::pin(async move {
+            if durability == Durability::Fsync {
+                db.flush_async().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_messages(
+        &self,
+        conv_id: &str,
+        from: u64,
+        to: u64,
+    ) -> impl DoubleEndedIterator<Item = Result<pb::Message, StoreError>> + '_ {
+        self.chat
+            .range(keys::message(conv_id, from)..=keys::message(conv_id, to))
+            .map(|entry| {
+                let (_, value) = entry?;
+                Ok(pb::Message::decode(value.as_ref())?)
+            })
+    }
+}
+
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+fn decode_opt<T: prost::Message + Default>(raw: Option<sled::IVec>) -> Result<Option<T>, StoreError> {
+    raw.map(|raw| T::decode(raw.as_ref()).map_err(StoreError::from))
+        .transpose()
+}
+
+fn read_u64(raw: Option<sled::IVec>) -> u64 {
+    raw.and_then(|raw| <[u8; 8]>::try_from(raw.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Raises a big-endian u64 value to at least `value`.
+fn raise(tree: &sled::Tree, key: Vec<u8>, value: u64) -> Result<(), StoreError> {
+    if value == 0 {
+        return Ok(());
+    }
+    tree.fetch_and_update(key, |old| {
+        let old = read_u64(old.map(sled::IVec::from));
+        Some(old.max(value).to_be_bytes().to_vec())
+    })?;
+    Ok(())
+}
+
+impl Store for SledStore {
+    fn create_user(&self, user: UserRecord) -> StoreFuture<'_, ()> {
+        let name_key = keys::username(&user.username);
+        let user_key = keys::user(&user.user_id);
+        let result = self.accounts.transaction(|tx| {
+            if tx.get(&name_key)?.is_some() {
+                return sled::transaction::abort(StoreError::UsernameTaken);
+            }
+            tx.insert(name_key.as_slice(), user.user_id.as_bytes())?;
+            tx.insert(user_key.as_slice(), user.encode_to_vec())?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.sync_flush(),
+            Err(sled::transaction::TransactionError::Abort(error)) => ready(Err(error)),
+            Err(sled::transaction::TransactionError::Storage(error)) => ready(Err(error.into())),
+        }
+    }
+
+    fn user_by_id<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
+        ready(
+            self.accounts
+                .get(keys::user(user_id))
+                .map_err(StoreError::from)
+                .and_then(decode_opt),
+        )
+    }
+
+    fn user_by_username<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
+        let lookup = || -> Result<Option<UserRecord>, StoreError> {
+            let Some(user_id) = self.accounts.get(keys::username(username))? else {
+                return Ok(None);
+            };
+            decode_opt(self.accounts.get(keys::user(&String::from_utf8_lossy(&user_id)))?)
+        };
+        ready(lookup())
+    }
+
+    fn put_refresh(&self, token_hash: [u8; 32], record: RefreshRecord) -> StoreFuture<'_, ()> {
+        match self
+            .accounts
+            .insert(keys::refresh(&token_hash), record.encode_to_vec())
+        {
+            Ok(_) => self.sync_flush(),
+            Err(error) => ready(Err(error.into())),
+        }
+    }
+
+    fn take_refresh(&self, token_hash: [u8; 32]) -> StoreFuture<'_, Option<RefreshRecord>> {
+        ready(
+            self.accounts
+                .remove(keys::refresh(&token_hash))
+                .map_err(StoreError::from)
+                .and_then(decode_opt),
+        )
+    }
+
+    fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended> {
+        let (reply, answer) = oneshot::channel();
+        // Enqueue now, not when the future is first polled: call order is seq order.
+        let sent = self.appends.send(AppendJob { message, reply });
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn last_seq<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, u64> {
+        ready(self.committed_seq(conv_id))
+    }
+
+    fn range<'a>(
+        &'a self,
+        conv_id: &'a str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<pb::Message>> {
+        let read = || -> Result<Vec<pb::Message>, StoreError> {
+            let to = to.min(self.committed_seq(conv_id)?);
+            if from > to || limit == 0 {
+                return Ok(Vec::new());
+            }
+            self.scan_messages(conv_id, from.max(1), to).take(limit).collect()
+        };
+        ready(read())
+    }
+
+    fn before<'a>(
+        &'a self,
+        conv_id: &'a str,
+        before: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, (Vec<pb::Message>, bool)> {
+        let read = || -> Result<(Vec<pb::Message>, bool), StoreError> {
+            let committed = self.committed_seq(conv_id)?;
+            let to = before.saturating_sub(1).min(committed);
+            if to == 0 || limit == 0 {
+                return Ok((Vec::new(), false));
+            }
+            let mut newest_first = self
+                .scan_messages(conv_id, 1, to)
+                .rev()
+                .take(limit)
+                .collect::<Result<Vec<_>, _>>()?;
+            newest_first.reverse();
+            let has_more = newest_first.first().is_some_and(|m| m.seq > 1);
+            Ok((newest_first, has_more))
+        };
+        ready(read())
+    }
+
+    fn user_conversations<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<String>> {
+        let prefix = keys::user_conv_prefix(user_id);
+        let read = || -> Result<Vec<String>, StoreError> {
+            self.chat
+                .scan_prefix(&prefix)
+                .map(|entry| {
+                    let (key, _) = entry?;
+                    Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+                })
+                .collect()
+        };
+        ready(read())
+    }
+
+    fn update_cursors<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+        updates: Vec<CursorUpdate>,
+    ) -> StoreFuture<'a, ()> {
+        let write = || -> Result<(), StoreError> {
+            for update in &updates {
+                raise(
+                    &self.cursors,
+                    keys::delivered(user_id, device_id, &update.conv_id),
+                    update.delivered_seq,
+                )?;
+                raise(&self.cursors, keys::read(user_id, &update.conv_id), update.read_seq)?;
+            }
+            Ok(())
+        };
+        ready(write())
+    }
+
+    fn device_cursors<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, u64)>> {
+        let prefix = keys::delivered_prefix(user_id, device_id);
+        let read = || -> Result<Vec<(String, u64)>, StoreError> {
+            self.cursors
+                .scan_prefix(&prefix)
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    let conv_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                    Ok((conv_id, read_u64(Some(value))))
+                })
+                .collect()
+        };
+        ready(read())
+    }
+
+    fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64> {
+        ready(
+            self.cursors
+                .get(keys::read(user_id, conv_id))
+                .map(read_u64)
+                .map_err(StoreError::from),
+        )
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            db.flush_async().await?;
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.shared.stats()
+    }
+}
