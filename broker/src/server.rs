@@ -164,6 +164,9 @@ impl Broker {
             tracing::error!(%error, "final store flush failed");
         }
         let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        // Last reference in the normal case: closes the store and joins its threads,
+        // so the data dir can be opened again right away.
+        drop(self.ctx);
         tracing::info!("quip broker stopped");
     }
 }

@@ -15,7 +15,7 @@ pub struct Shutdown {
 }
 
 /// Held by a task that shutdown should wait for.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ShutdownGuard(#[allow(dead_code)] mpsc::Sender<()>);
 
 /// The waiting side: resolves when every guard is dropped.

@@ -19,6 +19,7 @@ use super::lane::LaneWriter;
 use crate::context::BrokerContext;
 use crate::router::{Session, SessionCloser};
 use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
+use crate::shutdown::ShutdownGuard;
 
 /// How long a final error frame may take to reach the peer before we close anyway.
 const FINAL_FRAME_WAIT: Duration = Duration::from_millis(500);
@@ -36,7 +37,7 @@ impl SessionCloser for QuicCloser {
 type Pending = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
 
 /// Serves one accepted connection until it ends.
-pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>) {
+pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>, guard: ShutdownGuard) {
     let span = tracing::info_span!(
         "conn",
         remote = %connection.remote_address(),
@@ -45,7 +46,7 @@ pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>
     );
     async move {
         tracing::debug!("connected");
-        match run(&connection, &ctx).await {
+        match run(&connection, &ctx, &guard).await {
             Ok(()) => tracing::debug!("closed"),
             Err(reason) => tracing::debug!(%reason, "ended"),
         }
@@ -54,7 +55,7 @@ pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>
     .await;
 }
 
-async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>) -> Result<(), String> {
+async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>, guard: &ShutdownGuard) -> Result<(), String> {
     let config = &ctx.config;
     let hello_timeout = Duration::from_millis(config.hello_timeout_ms);
     let deadline = tokio::time::Instant::now() + hello_timeout;
@@ -141,7 +142,7 @@ async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>) -> Result
     }
     tracing::info!(lanes, conversations = sync_points.len(), "authenticated");
 
-    let result = match open_lanes(connection, ctx, &session, lane_receivers, sync_points).await {
+    let result = match open_lanes(connection, ctx, &session, lane_receivers, sync_points, guard).await {
         Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
         Err(error) => Err(error),
     };
@@ -172,6 +173,7 @@ async fn open_lanes(
     session: &Arc<Session>,
     receivers: Vec<tokio::sync::mpsc::Receiver<crate::router::LaneItem>>,
     sync_points: Vec<crate::service::SyncPoint>,
+    guard: &ShutdownGuard,
 ) -> Result<(), String> {
     let lanes = session.lane_count();
     let mut per_lane: Vec<Vec<_>> = (0..lanes).map(|_| Vec::new()).collect();
@@ -189,8 +191,10 @@ async fn open_lanes(
             sync_batch: ctx.config.sync_batch,
         };
         let connection = connection.clone();
+        let guard = guard.clone();
         tokio::spawn(
             async move {
+                let _guard = guard;
                 if let Err(error) = writer.run().await {
                     tracing::debug!(%error, lane, "lane ended");
                     // A lane that cannot write makes the session useless: end it so

@@ -58,9 +58,8 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<BrokerContext>, shu
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let _guard = guard;
                 match incoming.await {
-                    Ok(connection) => connection::serve(connection, ctx).await,
+                    Ok(connection) => connection::serve(connection, ctx, guard).await,
                     Err(error) => tracing::debug!(%error, "handshake failed"),
                 }
             }

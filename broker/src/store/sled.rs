@@ -50,8 +50,19 @@ pub struct SledStore {
     cursors: sled::Tree,
     durability: Durability,
     shared: Arc<Shared>,
-    /// Dropping this (with the store) stops the writer after it drains its queue.
-    appends: Sender<AppendJob>,
+    /// Taken on drop, which stops the writer after it drains its queue.
+    appends: Option<Sender<AppendJob>>,
+    /// Writer and flusher, joined on drop so the database is closed when we return.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.appends.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SledStore {
@@ -68,7 +79,7 @@ impl SledStore {
         let accounts = db.open_tree("accounts")?;
         let cursors = db.open_tree("cursors")?;
         let shared = Arc::new(Shared::default());
-        let (appends, _threads) = writer::spawn(
+        let (appends, threads) = writer::spawn(
             db.clone(),
             chat.clone(),
             shared.clone(),
@@ -87,7 +98,8 @@ impl SledStore {
             cursors,
             durability: options.durability,
             shared,
-            appends,
+            appends: Some(appends),
+            threads,
         })
     }
 
@@ -237,7 +249,10 @@ impl Store for SledStore {
     fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended> {
         let (reply, answer) = oneshot::channel();
         // Enqueue now, not when the future is first polled: call order is seq order.
-        let sent = self.appends.send(AppendJob { message, reply });
+        let sent = match &self.appends {
+            Some(appends) => appends.send(AppendJob { message, reply }).map_err(|_| ()),
+            None => Err(()),
+        };
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
