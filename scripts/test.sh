@@ -21,7 +21,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The broker binary is used by the crash test (it runs the broker as a child process
-# and kills it); build it once in the test profile's dev mode.
-cargo build -p quip-broker --bin quip-broker
 cargo test --workspace "$@"

@@ -116,7 +116,11 @@ impl Default for Config {
 /// Command line and environment. Every option is optional so that only what was given
 /// overrides the file and the defaults.
 #[derive(Debug, Parser)]
-#[command(name = "quip-broker", version, about = "Quip: realtime IM broker over QUIC")]
+#[command(
+    name = "quip-broker",
+    version,
+    about = "Quip: realtime IM broker over QUIC"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -317,7 +321,11 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quip.toml");
-        std::fs::write(&path, "durability = \"os\"\nmax_frame_bytes = 65536\ndefault_lanes = 2\n").unwrap();
+        std::fs::write(
+            &path,
+            "durability = \"os\"\nmax_frame_bytes = 65536\ndefault_lanes = 2\n",
+        )
+        .unwrap();
         let cli = Cli::parse_from([
             "quip-broker",
             "--config",
@@ -337,7 +345,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quip.toml");
         std::fs::write(&path, "max_frame_byts = 1\n").unwrap();
-        assert!(matches!(Config::from_file(&path), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Parse { .. })
+        ));
         let config = Config {
             default_lanes: 0,
             ..Config::default()

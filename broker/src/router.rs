@@ -106,8 +106,9 @@ impl Router {
         lane_queue_len: usize,
         closer: Box<dyn SessionCloser>,
     ) -> (Arc<Session>, Vec<mpsc::Receiver<LaneItem>>) {
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..lanes.max(1)).map(|_| mpsc::channel(lane_queue_len)).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes.max(1))
+            .map(|_| mpsc::channel(lane_queue_len))
+            .unzip();
         let session = Arc::new(Session {
             id: self.next_session_id.fetch_add(1, Ordering::Relaxed) + 1,
             user_id: user_id.to_owned(),
@@ -117,15 +118,17 @@ impl Router {
         });
         let replaced = {
             let mut entry = self.sessions.entry(user_id.to_owned()).or_default();
-            let (old, keep): (Vec<_>, Vec<_>) = entry
-                .drain(..)
-                .partition(|s| s.device_id == device_id);
+            let (old, keep): (Vec<_>, Vec<_>) =
+                entry.drain(..).partition(|s| s.device_id == device_id);
             *entry = keep;
             entry.push(session.clone());
             old
         };
         for old in replaced {
-            old.close(ErrorCode::SessionReplaced, "the same device connected again");
+            old.close(
+                ErrorCode::SessionReplaced,
+                "the same device connected again",
+            );
         }
         (session, receivers)
     }
@@ -169,7 +172,8 @@ impl Router {
                 continue;
             };
             for session in list.iter() {
-                let is_origin = origin.is_some_and(|o| o.session_id == session.id && o.user_id == user_id);
+                let is_origin =
+                    origin.is_some_and(|o| o.session_id == session.id && o.user_id == user_id);
                 let item = if is_origin {
                     LaneItem::Advance {
                         conv_id: conv_id.clone(),
@@ -194,7 +198,10 @@ impl Router {
             self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(user_id = %session.user_id, device_id = %session.device_id, "closing slow consumer");
             self.unregister(&session);
-            session.close(ErrorCode::SlowConsumer, "outbound queue full; resume from your cursors");
+            session.close(
+                ErrorCode::SlowConsumer,
+                "outbound queue full; resume from your cursors",
+            );
         }
         delivered
     }
@@ -233,17 +240,35 @@ mod tests {
     #[test]
     fn fan_out_reaches_every_session_and_advances_the_origin() {
         let router = Router::new();
-        let (a1, mut a1_lanes) = router.register("user_a", "a1", 1, 8, Box::new(RecordingCloser::default()));
-        let (_a2, mut a2_lanes) = router.register("user_a", "a2", 1, 8, Box::new(RecordingCloser::default()));
-        let (_b1, mut b1_lanes) = router.register("user_b", "b1", 2, 8, Box::new(RecordingCloser::default()));
+        let (a1, mut a1_lanes) =
+            router.register("user_a", "a1", 1, 8, Box::new(RecordingCloser::default()));
+        let (_a2, mut a2_lanes) =
+            router.register("user_a", "a2", 1, 8, Box::new(RecordingCloser::default()));
+        let (_b1, mut b1_lanes) =
+            router.register("user_b", "b1", 2, 8, Box::new(RecordingCloser::default()));
         let conv: Arc<str> = Arc::from("single:user_a:user_b");
         let recipients = vec!["user_a".to_owned(), "user_b".to_owned()];
-        let origin = Origin { user_id: "user_a", session_id: a1.id };
-        assert_eq!(router.deliver(&conv, 1, &frame(), &recipients, Some(origin)), 2);
-        assert!(matches!(a1_lanes[0].try_recv(), Ok(LaneItem::Advance { seq: 1, .. })));
-        assert!(matches!(a2_lanes[0].try_recv(), Ok(LaneItem::Deliver { seq: 1, .. })));
+        let origin = Origin {
+            user_id: "user_a",
+            session_id: a1.id,
+        };
+        assert_eq!(
+            router.deliver(&conv, 1, &frame(), &recipients, Some(origin)),
+            2
+        );
+        assert!(matches!(
+            a1_lanes[0].try_recv(),
+            Ok(LaneItem::Advance { seq: 1, .. })
+        ));
+        assert!(matches!(
+            a2_lanes[0].try_recv(),
+            Ok(LaneItem::Deliver { seq: 1, .. })
+        ));
         let lane = lane_for(&conv, 2) as usize;
-        assert!(matches!(b1_lanes[lane].try_recv(), Ok(LaneItem::Deliver { seq: 1, .. })));
+        assert!(matches!(
+            b1_lanes[lane].try_recv(),
+            Ok(LaneItem::Deliver { seq: 1, .. })
+        ));
     }
 
     #[test]
@@ -251,7 +276,8 @@ mod tests {
         let router = Router::new();
         let slow = RecordingCloser::default();
         let (_s, _slow_lanes) = router.register("user_s", "s1", 1, 2, Box::new(slow.clone()));
-        let (_f, mut fast_lanes) = router.register("user_f", "f1", 1, 64, Box::new(RecordingCloser::default()));
+        let (_f, mut fast_lanes) =
+            router.register("user_f", "f1", 1, 64, Box::new(RecordingCloser::default()));
         let conv: Arc<str> = Arc::from("group:group_x");
         let recipients = vec!["user_s".to_owned(), "user_f".to_owned()];
         for seq in 1..=3 {
@@ -270,10 +296,20 @@ mod tests {
         let router = Router::new();
         let first = RecordingCloser::default();
         let (old, _) = router.register("user_a", "phone", 1, 8, Box::new(first.clone()));
-        let (_new, _) = router.register("user_a", "phone", 1, 8, Box::new(RecordingCloser::default()));
+        let (_new, _) = router.register(
+            "user_a",
+            "phone",
+            1,
+            8,
+            Box::new(RecordingCloser::default()),
+        );
         assert_eq!(*first.0.lock().unwrap(), vec![ErrorCode::SessionReplaced]);
         assert_eq!(router.sessions_of("user_a"), 1);
         router.unregister(&old);
-        assert_eq!(router.sessions_of("user_a"), 1, "unregistering the old one keeps the new");
+        assert_eq!(
+            router.sessions_of("user_a"),
+            1,
+            "unregistering the old one keeps the new"
+        );
     }
 }

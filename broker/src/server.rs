@@ -68,7 +68,11 @@ impl Broker {
         )?);
         spawn_dedup_sweep(&sled);
         let store: Arc<dyn Store> = sled;
-        let identity = TlsIdentity::load_or_generate(config.cert.as_deref(), config.key.as_deref(), &data_dir)?;
+        let identity = TlsIdentity::load_or_generate(
+            config.cert.as_deref(),
+            config.key.as_deref(),
+            &data_dir,
+        )?;
         if identity.self_signed {
             tracing::warn!(
                 fingerprint = %identity.fingerprint_hex(),
@@ -82,7 +86,11 @@ impl Broker {
         let router = Arc::new(Router::new());
         let auth = AuthService::new(
             store.clone(),
-            TokenIssuer::new(&secret, config.access_token_ttl_secs, config.refresh_token_ttl_secs),
+            TokenIssuer::new(
+                &secret,
+                config.access_token_ttl_secs,
+                config.refresh_token_ttl_secs,
+            ),
             CredentialRules {
                 username_min_len: config.username_min_len,
                 username_max_len: config.username_max_len,
@@ -110,12 +118,18 @@ impl Broker {
             chat,
         });
         let endpoint = quic::bind(&ctx, &identity)?;
-        let quic_addr = endpoint.local_addr().map_err(|source| quic::QuicError::Bind {
-            addr: ctx.config.quic_addr,
-            source,
-        })?;
+        let quic_addr = endpoint
+            .local_addr()
+            .map_err(|source| quic::QuicError::Bind {
+                addr: ctx.config.quic_addr,
+                source,
+            })?;
         let (shutdown, drained) = Shutdown::new();
-        let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), ctx.clone(), shutdown.clone()));
+        let accept = tokio::spawn(quic::accept_loop(
+            endpoint.clone(),
+            ctx.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(%quic_addr, durability = ?ctx.config.durability, data_dir = %data_dir.display(), "quip broker listening");
         Ok(Broker {
             quic_addr,
@@ -152,9 +166,10 @@ impl Broker {
         let grace = Duration::from_millis(self.ctx.config.shutdown_grace_ms);
         self.shutdown.trigger();
         let _ = self.accept.await;
-        self.ctx
-            .router
-            .close_all(quip_protocol::ErrorCode::ShuttingDown, "broker shutting down");
+        self.ctx.router.close_all(
+            quip_protocol::ErrorCode::ShuttingDown,
+            "broker shutting down",
+        );
         quic::close_all(&self.endpoint);
         drop(self.shutdown);
         if !self.drained.wait(grace).await {
@@ -190,7 +205,8 @@ fn jwt_secret(config: &Config) -> Result<Vec<u8>, StartError> {
 }
 
 fn read_secret(path: &Path) -> Result<Vec<u8>, StartError> {
-    let raw = std::fs::read(path).map_err(|e| StartError::Secret(format!("cannot read {}: {e}", path.display())))?;
+    let raw = std::fs::read(path)
+        .map_err(|e| StartError::Secret(format!("cannot read {}: {e}", path.display())))?;
     check_secret(raw.trim_ascii().to_vec())
 }
 

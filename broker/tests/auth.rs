@@ -21,7 +21,10 @@ fn secret(broker: &TestBroker) -> Vec<u8> {
 async fn register_then_login_and_refusals_have_clear_codes() {
     let broker = TestBroker::start().await;
     let alice = broker.client("a1").await;
-    let tokens = alice.register("alice", PASSWORD, Some("Alice")).await.unwrap();
+    let tokens = alice
+        .register("alice", PASSWORD, Some("Alice"))
+        .await
+        .unwrap();
     assert!(!tokens.access_token.is_empty() && !tokens.refresh_token.is_empty());
     let user_id = alice.user_id().unwrap();
     assert!(user_id.starts_with("user_"));
@@ -30,20 +33,72 @@ async fn register_then_login_and_refusals_have_clear_codes() {
     again.login("alice", PASSWORD).await.unwrap();
     assert_eq!(again.user_id().unwrap(), user_id);
     // Usernames are case-insensitive for login.
-    broker.client("a3").await.login("ALICE", PASSWORD).await.unwrap();
+    broker
+        .client("a3")
+        .await
+        .login("ALICE", PASSWORD)
+        .await
+        .unwrap();
 
-    let refused = |code| move |result: quip_sdk::Result<_>| assert_eq!(result.unwrap_err().code(), Some(code));
-    refused(ErrorCode::InvalidCredentials)(broker.client("x1").await.login("alice", "wrong password").await);
-    refused(ErrorCode::InvalidCredentials)(broker.client("x2").await.login("nobody", PASSWORD).await);
-    refused(ErrorCode::UsernameTaken)(broker.client("x3").await.register("Alice", PASSWORD, None).await);
-    refused(ErrorCode::InvalidArgument)(broker.client("x4").await.register("", PASSWORD, None).await);
-    refused(ErrorCode::InvalidArgument)(broker.client("x5").await.register(&"u".repeat(33), PASSWORD, None).await);
+    let refused = |code| {
+        move |result: quip_sdk::Result<_>| assert_eq!(result.unwrap_err().code(), Some(code))
+    };
+    refused(ErrorCode::InvalidCredentials)(
+        broker
+            .client("x1")
+            .await
+            .login("alice", "wrong password")
+            .await,
+    );
+    refused(ErrorCode::InvalidCredentials)(
+        broker.client("x2").await.login("nobody", PASSWORD).await,
+    );
+    refused(ErrorCode::UsernameTaken)(
+        broker
+            .client("x3")
+            .await
+            .register("Alice", PASSWORD, None)
+            .await,
+    );
+    refused(ErrorCode::InvalidArgument)(
+        broker.client("x4").await.register("", PASSWORD, None).await,
+    );
+    refused(ErrorCode::InvalidArgument)(
+        broker
+            .client("x5")
+            .await
+            .register(&"u".repeat(33), PASSWORD, None)
+            .await,
+    );
     refused(ErrorCode::InvalidArgument)(broker.client("x6").await.register("bob", "", None).await);
-    refused(ErrorCode::InvalidArgument)(broker.client("x7").await.register("bob", "short", None).await);
-    refused(ErrorCode::InvalidArgument)(broker.client("x8").await.register("bob", &"p".repeat(129), None).await);
-    refused(ErrorCode::InvalidArgument)(broker.client("x9").await.register("bob smith", PASSWORD, None).await);
+    refused(ErrorCode::InvalidArgument)(
+        broker
+            .client("x7")
+            .await
+            .register("bob", "short", None)
+            .await,
+    );
+    refused(ErrorCode::InvalidArgument)(
+        broker
+            .client("x8")
+            .await
+            .register("bob", &"p".repeat(129), None)
+            .await,
+    );
+    refused(ErrorCode::InvalidArgument)(
+        broker
+            .client("x9")
+            .await
+            .register("bob smith", PASSWORD, None)
+            .await,
+    );
     // The failed attempts did not create "bob".
-    broker.client("y1").await.register("bob", PASSWORD, None).await.unwrap();
+    broker
+        .client("y1")
+        .await
+        .register("bob", PASSWORD, None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -54,9 +109,21 @@ async fn forged_expired_and_wrong_audience_tokens_are_refused() {
     let user_id = alice.user_id().unwrap();
 
     // The real token works, but only from the device it was issued to.
-    broker.client("a1").await.login_with_token(&tokens.access_token).await.unwrap();
-    let other_device = broker.client("a9").await.login_with_token(&tokens.access_token).await;
-    assert_eq!(other_device.unwrap_err().code(), Some(ErrorCode::TokenInvalid));
+    broker
+        .client("a1")
+        .await
+        .login_with_token(&tokens.access_token)
+        .await
+        .unwrap();
+    let other_device = broker
+        .client("a9")
+        .await
+        .login_with_token(&tokens.access_token)
+        .await;
+    assert_eq!(
+        other_device.unwrap_err().code(),
+        Some(ErrorCode::TokenInvalid)
+    );
 
     let forged = TokenIssuer::new(b"not-the-broker-secret-not-the-broker", 900, 900)
         .access_token(&user_id, "a1", now_secs() * 1000)
@@ -83,7 +150,11 @@ async fn forged_expired_and_wrong_audience_tokens_are_refused() {
     for (aud, iss) in [("someone-else", ISSUER), (AUDIENCE, "someone-else")] {
         let token = jsonwebtoken::encode(&header, &claims(aud, iss), &key).unwrap();
         let result = broker.client("a1").await.login_with_token(&token).await;
-        assert_eq!(result.unwrap_err().code(), Some(ErrorCode::TokenInvalid), "aud {aud} iss {iss}");
+        assert_eq!(
+            result.unwrap_err().code(),
+            Some(ErrorCode::TokenInvalid),
+            "aud {aud} iss {iss}"
+        );
     }
     // "none" algorithm tokens are refused too.
     let unsigned = format!(
@@ -124,12 +195,24 @@ async fn refresh_rotates_and_old_tokens_stop_working() {
         .unwrap();
     assert_ne!(third.refresh_token, second.refresh_token);
     for used in [&first.refresh_token, &second.refresh_token] {
-        let result = broker.client("phone").await.login_with_refresh_token(used).await;
+        let result = broker
+            .client("phone")
+            .await
+            .login_with_refresh_token(used)
+            .await;
         assert_eq!(result.unwrap_err().code(), Some(ErrorCode::TokenInvalid));
     }
     // Bound to the device: another device cannot use (and so burns) it.
-    let stolen = broker.client("laptop").await.login_with_refresh_token(&third.refresh_token).await;
+    let stolen = broker
+        .client("laptop")
+        .await
+        .login_with_refresh_token(&third.refresh_token)
+        .await;
     assert_eq!(stolen.unwrap_err().code(), Some(ErrorCode::TokenInvalid));
-    let burnt = broker.client("phone").await.login_with_refresh_token(&third.refresh_token).await;
+    let burnt = broker
+        .client("phone")
+        .await
+        .login_with_refresh_token(&third.refresh_token)
+        .await;
     assert_eq!(burnt.unwrap_err().code(), Some(ErrorCode::TokenInvalid));
 }

@@ -21,13 +21,21 @@ impl Bystanders {
     async fn new(broker: &TestBroker) -> Self {
         let alice = broker.user("alice", "a").await;
         let bob = broker.user("bob", "b").await;
-        Self { alice, bob, sent: 0 }
+        Self {
+            alice,
+            bob,
+            sent: 0,
+        }
     }
 
     async fn still_chatting(&mut self) {
         self.sent += 1;
         let body = format!("still here {}", self.sent);
-        let ack = self.alice.send_text(&self.bob.user_id().unwrap(), &body).await.unwrap();
+        let ack = self
+            .alice
+            .send_text(&self.bob.user_id().unwrap(), &body)
+            .await
+            .unwrap();
         assert_eq!(ack.seq, self.sent);
         let got = next_message(&self.bob).await;
         assert_eq!((got.seq, common::text(&got)), (self.sent, body.as_str()));
@@ -36,10 +44,18 @@ impl Bystanders {
 
 /// Opens a raw control stream, writes `bytes`, and returns the broker's answer (its
 /// first frame, if any) and the connection's close code.
-async fn raw_exchange(broker: &TestBroker, bytes: &[u8]) -> (Option<pb::ServerFrame>, Option<ErrorCode>) {
-    let connection = dial(broker.addr(), &broker.trust(), "localhost", &TransportOptions::default())
-        .await
-        .unwrap();
+async fn raw_exchange(
+    broker: &TestBroker,
+    bytes: &[u8],
+) -> (Option<pb::ServerFrame>, Option<ErrorCode>) {
+    let connection = dial(
+        broker.addr(),
+        &broker.trust(),
+        "localhost",
+        &TransportOptions::default(),
+    )
+    .await
+    .unwrap();
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     send.write_all(bytes).await.unwrap();
     let mut buf = BytesMut::new();
@@ -57,9 +73,13 @@ async fn raw_exchange(broker: &TestBroker, bytes: &[u8]) -> (Option<pb::ServerFr
     })
     .await
     .unwrap();
-    let closed = tokio::time::timeout(common::WAIT, connection.closed()).await.unwrap();
+    let closed = tokio::time::timeout(common::WAIT, connection.closed())
+        .await
+        .unwrap();
     let code = match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => ErrorCode::from_close_code(close.error_code.into_inner()),
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            ErrorCode::from_close_code(close.error_code.into_inner())
+        }
         other => panic!("expected an application close, got {other}"),
     };
     (frame, code)
@@ -89,7 +109,9 @@ async fn oversized_frame_gets_frame_too_large() {
     // Also after authentication: an oversized send from a logged-in client.
     let client = broker.device("alice", "a2").await;
     let huge = "x".repeat(100 * 1024);
-    let result = client.send_text(&bystanders.bob.user_id().unwrap(), &huge).await;
+    let result = client
+        .send_text(&bystanders.bob.user_id().unwrap(), &huge)
+        .await;
     assert!(result.is_err());
     bystanders.still_chatting().await;
 }
@@ -125,21 +147,33 @@ async fn first_frame_must_be_hello() {
     let (frame, code) = raw_exchange(&broker, &bytes).await;
     let frame = frame.unwrap();
     assert_eq!(frame.req_id, 7, "the error echoes the request id");
-    assert_eq!(error_of(Some(frame)).error_code(), ErrorCode::Unauthenticated);
+    assert_eq!(
+        error_of(Some(frame)).error_code(),
+        ErrorCode::Unauthenticated
+    );
     assert_eq!(code, Some(ErrorCode::Unauthenticated));
 
     // A Hello without credentials, and one with a bad device id.
     for hello in [
-        pb::Hello { device_id: "d".into(), ..Default::default() },
+        pb::Hello {
+            device_id: "d".into(),
+            ..Default::default()
+        },
         pb::Hello {
             device_id: "bad device id".into(),
             auth: Some(pb::hello::Auth::AccessToken("x".into())),
             ..Default::default()
         },
     ] {
-        let frame = pb::ClientFrame { req_id: 1, body: Some(pb::client_frame::Body::Hello(hello)) };
+        let frame = pb::ClientFrame {
+            req_id: 1,
+            body: Some(pb::client_frame::Body::Hello(hello)),
+        };
         let (answer, code) = raw_exchange(&broker, &frame.encode_length_delimited_to_vec()).await;
-        assert!(matches!(error_of(answer).error_code(), ErrorCode::Unauthenticated | ErrorCode::InvalidArgument));
+        assert!(matches!(
+            error_of(answer).error_code(),
+            ErrorCode::Unauthenticated | ErrorCode::InvalidArgument
+        ));
         assert!(code.is_some());
     }
     bystanders.still_chatting().await;
@@ -149,11 +183,20 @@ async fn first_frame_must_be_hello() {
 async fn silent_connections_are_closed_after_the_hello_timeout() {
     let broker = TestBroker::start_with(|c| c.hello_timeout_ms = 300).await;
     let mut bystanders = Bystanders::new(&broker).await;
-    let connection = dial(broker.addr(), &broker.trust(), "localhost", &TransportOptions::default())
+    let connection = dial(
+        broker.addr(),
+        &broker.trust(),
+        "localhost",
+        &TransportOptions::default(),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed())
         .await
         .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await.unwrap();
-    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == ErrorCode::Unauthenticated as u64));
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == ErrorCode::Unauthenticated as u64)
+    );
     bystanders.still_chatting().await;
 }
 
@@ -164,11 +207,26 @@ async fn invalid_sends_are_refused_with_codes_and_the_session_stays_usable() {
     let alice = &bystanders.alice;
     let bob_id = bystanders.bob.user_id().unwrap();
     let code = |r: quip_sdk::Result<pb::SendAck>| r.unwrap_err().code();
-    assert_eq!(code(alice.send_text("user_doesnotexist", "hi").await), Some(ErrorCode::NotFound));
-    assert_eq!(code(alice.send_text("nobody", "hi").await), Some(ErrorCode::InvalidArgument));
-    assert_eq!(code(alice.send_text(&alice.user_id().unwrap(), "me").await), Some(ErrorCode::InvalidArgument));
-    assert_eq!(code(alice.send_text(&bob_id, "   ").await), Some(ErrorCode::InvalidArgument));
-    assert_eq!(code(alice.send_text(&bob_id, &"x".repeat(20_000)).await), Some(ErrorCode::MessageTooLarge));
+    assert_eq!(
+        code(alice.send_text("user_doesnotexist", "hi").await),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        code(alice.send_text("nobody", "hi").await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        code(alice.send_text(&alice.user_id().unwrap(), "me").await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        code(alice.send_text(&bob_id, "   ").await),
+        Some(ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        code(alice.send_text(&bob_id, &"x".repeat(20_000)).await),
+        Some(ErrorCode::MessageTooLarge)
+    );
     let system = pb::SendRequest {
         to: bob_id.clone(),
         kind: pb::MessageKind::System as i32,
@@ -179,13 +237,21 @@ async fn invalid_sends_are_refused_with_codes_and_the_session_stays_usable() {
     let mismatched = pb::SendRequest {
         to: bob_id.clone(),
         kind: pb::MessageKind::Text as i32,
-        content: Some(pb::send_request::Content::Custom(pb::CustomContent { json: "{}".into() })),
+        content: Some(pb::send_request::Content::Custom(pb::CustomContent {
+            json: "{}".into(),
+        })),
         client_msg_id: "s2".into(),
     };
-    assert_eq!(code(alice.send(mismatched).await), Some(ErrorCode::InvalidArgument));
+    assert_eq!(
+        code(alice.send(mismatched).await),
+        Some(ErrorCode::InvalidArgument)
+    );
     let history = alice.history("single:user_x:user_y", 0, 0, 10).await;
     assert_eq!(history.unwrap_err().code(), Some(ErrorCode::Forbidden));
     let history = alice.history("not a conversation", 0, 0, 10).await;
-    assert_eq!(history.unwrap_err().code(), Some(ErrorCode::InvalidArgument));
+    assert_eq!(
+        history.unwrap_err().code(),
+        Some(ErrorCode::InvalidArgument)
+    );
     bystanders.still_chatting().await;
 }

@@ -30,15 +30,27 @@ async fn messages_arrive_in_order_on_every_device_of_both_users() {
     for body in ["one", "two", "three"] {
         acks.push(alice.send_text(&bob_id, body).await.unwrap());
     }
-    assert_eq!(acks.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        acks.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let conv_id = quip_protocol::ids::single_conv_id(&alice.user_id().unwrap(), &bob_id);
-    assert!(acks.iter().all(|a| a.conv_id == conv_id && a.msg_id.starts_with("msg_")));
+    assert!(
+        acks.iter()
+            .all(|a| a.conv_id == conv_id && a.msg_id.starts_with("msg_"))
+    );
 
     for receiver in [&bob, &bob_laptop, &alice_laptop] {
         let got = messages(receiver, 3).await;
-        assert_eq!(got.iter().map(text).collect::<Vec<_>>(), vec!["one", "two", "three"]);
+        assert_eq!(
+            got.iter().map(text).collect::<Vec<_>>(),
+            vec!["one", "two", "three"]
+        );
         assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert!(got.iter().all(|m| m.from == alice.user_id().unwrap() && m.conv_id == conv_id));
+        assert!(
+            got.iter()
+                .all(|m| m.from == alice.user_id().unwrap() && m.conv_id == conv_id)
+        );
         assert_eq!(got[0].msg_id, acks[0].msg_id);
     }
     // The sending device gets no copy of its own messages.
@@ -48,7 +60,10 @@ async fn messages_arrive_in_order_on_every_device_of_both_users() {
     let replies = futures_join(&bob, &alice.user_id().unwrap()).await;
     assert_eq!(replies, vec![4, 5, 6, 7, 8]);
     let got = messages(&alice, 5).await;
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8]
+    );
     assert_eq!(messages(&alice_laptop, 5).await.len(), 5);
     assert_eq!(messages(&bob_laptop, 5).await.len(), 5);
 }
@@ -56,7 +71,13 @@ async fn messages_arrive_in_order_on_every_device_of_both_users() {
 /// Five sends in flight at once from one client.
 async fn futures_join(client: &quip_sdk::Client, to: &str) -> Vec<u64> {
     let sends: Vec<_> = (0..5)
-        .map(|i| client.send(text_request(to, &format!("p{i}"), &format!("pipelined-{i}"))))
+        .map(|i| {
+            client.send(text_request(
+                to,
+                &format!("p{i}"),
+                &format!("pipelined-{i}"),
+            ))
+        })
         .collect();
     let mut seqs = Vec::new();
     for send in sends {
@@ -72,20 +93,38 @@ async fn a_resend_returns_the_same_ack_and_stores_one_message() {
     let bob = broker.user("bob", "b").await;
     let bob_id = bob.user_id().unwrap();
 
-    let first = alice.send(text_request(&bob_id, "once", "cm-1")).await.unwrap();
-    let again = alice.send(text_request(&bob_id, "once", "cm-1")).await.unwrap();
+    let first = alice
+        .send(text_request(&bob_id, "once", "cm-1"))
+        .await
+        .unwrap();
+    let again = alice
+        .send(text_request(&bob_id, "once", "cm-1"))
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     assert!(again.duplicate);
-    assert_eq!((again.msg_id.as_str(), again.seq, again.sent_at_ms), (first.msg_id.as_str(), first.seq, first.sent_at_ms));
+    assert_eq!(
+        (again.msg_id.as_str(), again.seq, again.sent_at_ms),
+        (first.msg_id.as_str(), first.seq, first.sent_at_ms)
+    );
     // Even from another device of the same user, and even with another body.
     let laptop = broker.device("alice", "a2").await;
-    let third = laptop.send(text_request(&bob_id, "different", "cm-1")).await.unwrap();
+    let third = laptop
+        .send(text_request(&bob_id, "different", "cm-1"))
+        .await
+        .unwrap();
     assert_eq!(third.msg_id, first.msg_id);
 
-    let next = alice.send(text_request(&bob_id, "twice", "cm-2")).await.unwrap();
+    let next = alice
+        .send(text_request(&bob_id, "twice", "cm-2"))
+        .await
+        .unwrap();
     assert_eq!(next.seq, 2);
     let page = bob.history(&first.conv_id, 0, 0, 50).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(next_message(&bob).await.seq, 1);
     assert_eq!(next_message(&bob).await.seq, 2);
     common::assert_no_message(&bob, std::time::Duration::from_millis(300)).await;
@@ -99,7 +138,10 @@ async fn messages_and_accounts_survive_a_restart() {
         let bob = broker.user("bob", "b").await;
         let bob_id = bob.user_id().unwrap();
         for i in 0..5 {
-            alice.send_text(&bob_id, &format!("before restart {i}")).await.unwrap();
+            alice
+                .send_text(&bob_id, &format!("before restart {i}"))
+                .await
+                .unwrap();
         }
         let conv_id = quip_protocol::ids::single_conv_id(&alice.user_id().unwrap(), &bob_id);
         alice.close().await;
@@ -121,6 +163,8 @@ async fn messages_and_accounts_survive_a_restart() {
     assert_eq!(alice.user_id().unwrap(), alice_id);
     let ack = alice.send_text(&bob_id, "after restart").await.unwrap();
     assert_eq!(ack.seq, 6, "seqs continue after restart");
-    let got = tokio::time::timeout(WAIT, next_message(&bob)).await.unwrap();
+    let got = tokio::time::timeout(WAIT, next_message(&bob))
+        .await
+        .unwrap();
     assert_eq!((got.seq, text(&got)), (6, "after restart"));
 }

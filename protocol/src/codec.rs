@@ -34,9 +34,7 @@ pub fn encode_frame<M: Message>(message: &M, buf: &mut BytesMut) {
     buf.reserve(len + prost::length_delimiter_len(len));
     // Both calls only fail when the buffer lacks capacity, which was just reserved.
     prost::encoding::encode_varint(len as u64, buf);
-    message
-        .encode(buf)
-        .expect("buffer capacity reserved above");
+    message.encode(buf).expect("buffer capacity reserved above");
 }
 
 /// Encodes `message` as one frame into its own buffer, ready to be shared between
@@ -86,7 +84,10 @@ impl FrameDecoder {
     }
 
     /// Like [`decode_raw`](Self::decode_raw), then decodes the body as `M`.
-    pub fn decode<M: Message + Default>(&self, buf: &mut BytesMut) -> Result<Option<M>, FrameError> {
+    pub fn decode<M: Message + Default>(
+        &self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<M>, FrameError> {
         match self.decode_raw(buf)? {
             None => Ok(None),
             Some(body) => M::decode(body)
@@ -129,7 +130,10 @@ mod tests {
         let mut buf = BytesMut::from(&[3u8, 1, 2][..]);
         assert_eq!(decoder.decode_raw(&mut buf), Ok(None));
         buf.extend_from_slice(&[3]);
-        assert_eq!(decoder.decode_raw(&mut buf).unwrap().unwrap().as_ref(), &[1, 2, 3]);
+        assert_eq!(
+            decoder.decode_raw(&mut buf).unwrap().unwrap().as_ref(),
+            &[1, 2, 3]
+        );
         assert!(buf.is_empty());
     }
 
@@ -148,6 +152,9 @@ mod tests {
     fn overlong_varint_is_bad() {
         let decoder = FrameDecoder::new(16);
         let mut buf = BytesMut::from(&[0xffu8; 11][..]);
-        assert!(matches!(decoder.decode_raw(&mut buf), Err(FrameError::Bad(_))));
+        assert!(matches!(
+            decoder.decode_raw(&mut buf),
+            Err(FrameError::Bad(_))
+        ));
     }
 }

@@ -15,7 +15,9 @@ impl ErrorCode {
 
     /// Maps a QUIC application close code back to an error code.
     pub fn from_close_code(code: u64) -> Option<ErrorCode> {
-        i32::try_from(code).ok().and_then(|c| ErrorCode::try_from(c).ok())
+        i32::try_from(code)
+            .ok()
+            .and_then(|c| ErrorCode::try_from(c).ok())
     }
 
     /// The code's stable SCREAMING_CASE name, e.g. `"FRAME_TOO_LARGE"`.
@@ -53,8 +55,15 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for code in [ErrorCode::BadFrame, ErrorCode::SlowConsumer, ErrorCode::Unsupported] {
-            assert_eq!(ErrorCode::from_close_code(code.close_code().into()), Some(code));
+        for code in [
+            ErrorCode::BadFrame,
+            ErrorCode::SlowConsumer,
+            ErrorCode::Unsupported,
+        ] {
+            assert_eq!(
+                ErrorCode::from_close_code(code.close_code().into()),
+                Some(code)
+            );
         }
         assert_eq!(ErrorCode::FrameTooLarge.name(), "FRAME_TOO_LARGE");
     }

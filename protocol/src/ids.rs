@@ -59,8 +59,13 @@ pub fn is_client_msg_id(s: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conversation<'a> {
     /// A 1:1 conversation; `low < high` in byte order.
-    Single { low: &'a str, high: &'a str },
-    Group { group_id: &'a str },
+    Single {
+        low: &'a str,
+        high: &'a str,
+    },
+    Group {
+        group_id: &'a str,
+    },
 }
 
 impl<'a> Conversation<'a> {
@@ -135,7 +140,9 @@ mod tests {
         }
         assert_eq!(
             Conversation::parse("group:group_x"),
-            Some(Conversation::Group { group_id: "group_x" })
+            Some(Conversation::Group {
+                group_id: "group_x"
+            })
         );
     }
 

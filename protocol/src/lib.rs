@@ -7,10 +7,12 @@
 //! - [`codec`]: varint-length-delimited frames with a size limit.
 //! - [`ids`]: user, group, message and conversation ids and their rules.
 //! - [`error`]: stable error codes and their names.
+//! - [`order`]: per-conversation in-order release, dedup and gap detection.
 
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod order;
 
 /// Generated protobuf types, package `quip.v1`.
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]

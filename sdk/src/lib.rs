@@ -1,0 +1,59 @@
+//! Async Rust client for the Quip broker over QUIC.
+//!
+//! ```no_run
+//! # async fn demo() -> quip_sdk::Result<()> {
+//! use quip_sdk::{Client, Event, Trust};
+//!
+//! let trust = Trust::fingerprint_hex("<64 hex digits the broker logged>")?;
+//! let client = Client::connect("127.0.0.1:4433".parse().unwrap(), trust).await?;
+//! client.login("alice", "correct horse").await?;
+//! client.send_text("user_0123456789abcdef", "hi").await?;
+//! while let Some(event) = client.next_event().await {
+//!     if let Event::Message(message) = event {
+//!         println!("{}: {:?}", message.from, message.content);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Public pieces, one concept per module:
+//! - [`Client`] (`client`): connect, authenticate, send, history, events, close.
+//! - [`ClientOptions`] (`options`): device id, lanes, buffers, timeouts.
+//! - [`Trust`] (`trust`): which broker certificate to accept (file, DER, pinned
+//!   fingerprint).
+//! - [`dial`], [`TransportOptions`] (`transport`): a raw QUIC connection to a broker.
+//! - [`ReconnectPolicy`] (`backoff`): reconnect delays.
+//! - [`Event`], [`ConnectionState`] (`events`): what the application receives.
+//! - [`SdkError`] (`error`).
+//!
+//! Internals: `shared` (state shared with background tasks), `inbox` (in-order
+//! release and the event queue), `outbox` (requests awaiting responses), `framed`
+//! (frames on streams), `handshake` (`Hello`), `session` (one connection's tasks),
+//! `driver` (reconnecting).
+
+mod backoff;
+mod client;
+mod driver;
+mod error;
+mod events;
+mod framed;
+mod handshake;
+mod inbox;
+mod options;
+mod outbox;
+mod session;
+mod shared;
+mod transport;
+mod trust;
+
+pub use backoff::ReconnectPolicy;
+pub use client::Client;
+pub use error::{Result, SdkError};
+pub use events::{ConnectionState, Event};
+pub use options::ClientOptions;
+pub use transport::{TransportOptions, dial};
+pub use trust::{Trust, sha256_fingerprint};
+
+/// The wire types the API uses (`Message`, `SendRequest`, `SendAck`, `Tokens`, ...).
+pub use quip_protocol::pb;
+pub use quip_protocol::{ErrorCode, pb::SendAck, pb::SendRequest, pb::Tokens};

@@ -37,7 +37,11 @@ impl SessionCloser for QuicCloser {
 type Pending = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
 
 /// Serves one accepted connection until it ends.
-pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>, guard: ShutdownGuard) {
+pub(crate) async fn serve(
+    connection: quinn::Connection,
+    ctx: Arc<BrokerContext>,
+    guard: ShutdownGuard,
+) {
     let span = tracing::info_span!(
         "conn",
         remote = %connection.remote_address(),
@@ -55,7 +59,11 @@ pub(crate) async fn serve(connection: quinn::Connection, ctx: Arc<BrokerContext>
     .await;
 }
 
-async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>, guard: &ShutdownGuard) -> Result<(), String> {
+async fn run(
+    connection: &quinn::Connection,
+    ctx: &Arc<BrokerContext>,
+    guard: &ShutdownGuard,
+) -> Result<(), String> {
     let config = &ctx.config;
     let hello_timeout = Duration::from_millis(config.hello_timeout_ms);
     let deadline = tokio::time::Instant::now() + hello_timeout;
@@ -64,7 +72,11 @@ async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>, guard: &S
         Ok(Ok(streams)) => streams,
         Ok(Err(error)) => return Err(error.to_string()),
         Err(_) => {
-            close(connection, ErrorCode::Unauthenticated, "no control stream in time");
+            close(
+                connection,
+                ErrorCode::Unauthenticated,
+                "no control stream in time",
+            );
             return Err("hello timeout".into());
         }
     };
@@ -142,7 +154,16 @@ async fn run(connection: &quinn::Connection, ctx: &Arc<BrokerContext>, guard: &S
     }
     tracing::info!(lanes, conversations = sync_points.len(), "authenticated");
 
-    let result = match open_lanes(connection, ctx, &session, lane_receivers, sync_points, guard).await {
+    let result = match open_lanes(
+        connection,
+        ctx,
+        &session,
+        lane_receivers,
+        sync_points,
+        guard,
+    )
+    .await
+    {
         Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
         Err(error) => Err(error),
     };
@@ -162,7 +183,10 @@ async fn authenticate(ctx: &BrokerContext, hello: &pb::Hello) -> ServiceResult<A
                 .await
         }
         Some(Auth::RefreshToken(token)) => ctx.auth.refresh(token, device).await,
-        None => Err(ServiceError::new(ErrorCode::Unauthenticated, "Hello carries no credentials")),
+        None => Err(ServiceError::new(
+            ErrorCode::Unauthenticated,
+            "Hello carries no credentials",
+        )),
     }
 }
 
@@ -200,7 +224,11 @@ async fn open_lanes(
                     // A lane that cannot write makes the session useless: end it so
                     // the device reconnects and resumes.
                     if matches!(error, super::lane::LaneError::Service(_)) {
-                        close(&connection, ErrorCode::Unavailable, "delivery failed; resume");
+                        close(
+                            &connection,
+                            ErrorCode::Unavailable,
+                            "delivery failed; resume",
+                        );
                     }
                 }
             }
@@ -248,7 +276,11 @@ async fn control_loop(
 }
 
 /// Starts one request. Returns the future that answers it.
-async fn dispatch(ctx: &Arc<BrokerContext>, session: &Arc<Session>, frame: pb::ClientFrame) -> Option<Pending> {
+async fn dispatch(
+    ctx: &Arc<BrokerContext>,
+    session: &Arc<Session>,
+    frame: pb::ClientFrame,
+) -> Option<Pending> {
     let req_id = frame.req_id;
     let caller = Caller {
         user_id: &session.user_id,
@@ -256,17 +288,25 @@ async fn dispatch(ctx: &Arc<BrokerContext>, session: &Arc<Session>, frame: pb::C
         session_id: session.id,
     };
     let Some(body) = frame.body else {
-        return Some(ready(req_id, Err(ServiceError::invalid("frame has no body"))));
+        return Some(ready(
+            req_id,
+            Err(ServiceError::invalid("frame has no body")),
+        ));
     };
     let owned = (ctx.clone(), session.clone());
     let pending: Pending = match body {
         client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
-            Ok(ack) => Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) }),
+            Ok(ack) => {
+                Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) })
+            }
             Err(error) => ready(req_id, Err(error)),
         },
         client_frame::Body::Hello(_) => ready(
             req_id,
-            Err(ServiceError::new(ErrorCode::AlreadyAuthenticated, "already authenticated")),
+            Err(ServiceError::new(
+                ErrorCode::AlreadyAuthenticated,
+                "already authenticated",
+            )),
         ),
         client_frame::Body::Ping(ping) => ready(
             req_id,
@@ -288,11 +328,17 @@ async fn dispatch(ctx: &Arc<BrokerContext>, session: &Arc<Session>, frame: pb::C
         client_frame::Body::Report(report) => Box::pin(async move {
             let (ctx, session) = owned;
             let result = ctx.chat.report(caller_of(&session), report).await;
-            answer(req_id, result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})))
+            answer(
+                req_id,
+                result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})),
+            )
         }),
         client_frame::Body::Refresh(request) => Box::pin(async move {
             let (ctx, session) = owned;
-            let result = ctx.auth.refresh(&request.refresh_token, &session.device_id).await;
+            let result = ctx
+                .auth
+                .refresh(&request.refresh_token, &session.device_id)
+                .await;
             let tokens = result.and_then(|a| {
                 a.tokens
                     .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no tokens issued"))
@@ -362,8 +408,12 @@ async fn refuse_read_error(
         ReadError::Frame(frame_error @ FrameError::TooLarge { .. }) => {
             ServiceError::new(ErrorCode::FrameTooLarge, frame_error.to_string())
         }
-        ReadError::Frame(frame_error) => ServiceError::new(ErrorCode::BadFrame, frame_error.to_string()),
-        ReadError::Truncated => ServiceError::new(ErrorCode::BadFrame, "stream ended inside a frame"),
+        ReadError::Frame(frame_error) => {
+            ServiceError::new(ErrorCode::BadFrame, frame_error.to_string())
+        }
+        ReadError::Truncated => {
+            ServiceError::new(ErrorCode::BadFrame, "stream ended inside a frame")
+        }
         ReadError::Stream(stream_error) => return Err(stream_error.to_string()),
     };
     tracing::info!(%error, "refusing connection");

@@ -7,7 +7,8 @@
 //! items. A live item never leaves a hole: when one arrives past `position + 1` (a
 //! message fanned out by a concurrent sender overtook an earlier one, or the sync has
 //! not reached that conversation yet) the lane first reads the missing seqs from the
-//! store. Items at or below `position` are dropped. So every device sees each
+//! store. Items at or below `position` are dropped. Positions the device did not state
+//! in its Hello (the broker's stored cursor) are announced first with `ResumeFrom`. So every device sees each
 //! conversation dense and in seq order, exactly once per connection.
 
 use std::collections::HashMap;
@@ -58,6 +59,19 @@ impl LaneWriter {
                 .collect(),
             out: Vec::with_capacity(WRITE_BATCH),
         };
+        // Tell the device where the broker resumes it from wherever it did not say so
+        // itself (e.g. a reinstalled app): without this it would take the first
+        // message for a gap.
+        for point in self.sync.iter().filter(|p| !p.from_hello && p.cursor > 0) {
+            let resume = pb::ServerFrame {
+                req_id: 0,
+                body: Some(pb::server_frame::Body::ResumeFrom(pb::ResumeFrom {
+                    conv_id: point.conv_id.clone(),
+                    seq: point.cursor,
+                })),
+            };
+            state.out.push(encode_frame_bytes(&resume));
+        }
         let mut synced = 0u64;
         for point in std::mem::take(&mut self.sync) {
             // Live items that queued meanwhile go out between conversations.
@@ -110,7 +124,12 @@ impl LaneWriter {
     }
 
     /// Reads and queues everything after the conversation's position up to `to`.
-    async fn catch_up(&mut self, state: &mut State, conv_id: &Arc<str>, to: u64) -> Result<u64, LaneError> {
+    async fn catch_up(
+        &mut self,
+        state: &mut State,
+        conv_id: &Arc<str>,
+        to: u64,
+    ) -> Result<u64, LaneError> {
         let mut sent = 0;
         loop {
             let position = state.positions.get(conv_id).copied().unwrap_or(0);

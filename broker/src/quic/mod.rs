@@ -17,7 +17,10 @@ use crate::shutdown::Shutdown;
 use quip_protocol::ErrorCode;
 
 /// Binds the endpoint for `ctx.config.quic_addr`.
-pub fn bind(ctx: &BrokerContext, identity: &tls::TlsIdentity) -> Result<quinn::Endpoint, QuicError> {
+pub fn bind(
+    ctx: &BrokerContext,
+    identity: &tls::TlsIdentity,
+) -> Result<quinn::Endpoint, QuicError> {
     let transport = tls::transport_config(Duration::from_millis(ctx.config.idle_timeout_ms));
     let server_config = identity.server_config(transport)?;
     quinn::Endpoint::server(server_config, ctx.config.quic_addr).map_err(|source| QuicError::Bind {
@@ -73,5 +76,8 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<BrokerContext>, shu
 
 /// Closes every connection of the endpoint with SHUTTING_DOWN.
 pub fn close_all(endpoint: &quinn::Endpoint) {
-    endpoint.close(ErrorCode::ShuttingDown.close_code().into(), b"broker shutting down");
+    endpoint.close(
+        ErrorCode::ShuttingDown.close_code().into(),
+        b"broker shutting down",
+    );
 }

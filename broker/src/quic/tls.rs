@@ -44,7 +44,11 @@ pub struct TlsIdentity {
 
 impl TlsIdentity {
     /// Loads `cert`/`key` when given, else loads or creates `<data_dir>/tls/`.
-    pub fn load_or_generate(cert: Option<&Path>, key: Option<&Path>, data_dir: &Path) -> Result<Self, TlsError> {
+    pub fn load_or_generate(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        data_dir: &Path,
+    ) -> Result<Self, TlsError> {
         match (cert, key) {
             (Some(cert), Some(key)) => Self::load(cert, key, false),
             _ => {
@@ -67,7 +71,9 @@ impl TlsIdentity {
             .map_err(pem_error(cert))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem_error(cert))?;
-        let first = chain.first().ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
+        let first = chain
+            .first()
+            .ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
         let fingerprint = Sha256::digest(first.as_ref()).into();
         let key = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
         Ok(Self {
@@ -83,7 +89,10 @@ impl TlsIdentity {
     }
 
     /// A quinn server config: TLS 1.3, ALPN `quip/1`, and our transport limits.
-    pub fn server_config(&self, transport: quinn::TransportConfig) -> Result<quinn::ServerConfig, TlsError> {
+    pub fn server_config(
+        &self,
+        transport: quinn::TransportConfig,
+    ) -> Result<quinn::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -115,9 +124,14 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
         move |source| TlsError::Write { path, source }
     };
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let certified = rcgen::generate_simple_self_signed(names)?;
-    write_private(key_path, certified.key_pair.serialize_pem().as_bytes()).map_err(write_error(key_path))?;
+    write_private(key_path, certified.key_pair.serialize_pem().as_bytes())
+        .map_err(write_error(key_path))?;
     std::fs::write(cert_path, certified.cert.pem()).map_err(write_error(cert_path))?;
     tracing::info!(path = %cert_path.display(), "generated a self-signed certificate");
     Ok(())

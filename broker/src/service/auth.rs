@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use quip_protocol::{ErrorCode, ids, pb};
 
 use super::error::{ServiceError, ServiceResult};
@@ -65,7 +65,9 @@ impl AuthService {
         self.check_password(password)?;
         let nickname = nickname.trim();
         if nickname.chars().count() > 64 {
-            return Err(ServiceError::invalid("nickname is longer than 64 characters"));
+            return Err(ServiceError::invalid(
+                "nickname is longer than 64 characters",
+            ));
         }
         let password = password.to_owned();
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -75,7 +77,12 @@ impl AuthService {
         let user = UserRecord {
             user_id: ids::new_user_id(rand::random()),
             username: username.to_owned(),
-            nickname: if nickname.is_empty() { username } else { nickname }.to_owned(),
+            nickname: if nickname.is_empty() {
+                username
+            } else {
+                nickname
+            }
+            .to_owned(),
             password_hash,
             created_at_ms: now_ms(),
             disabled: false,
@@ -92,9 +99,18 @@ impl AuthService {
 
     /// Checks a username and password; the same error whether the name or the password
     /// was wrong.
-    pub async fn login(&self, username: &str, password: &str, device_id: &str) -> ServiceResult<Authenticated> {
-        let wrong = || ServiceError::new(ErrorCode::InvalidCredentials, "wrong username or password");
-        if username.is_empty() || password.is_empty() || password.len() > self.rules.password_max_len {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        device_id: &str,
+    ) -> ServiceResult<Authenticated> {
+        let wrong =
+            || ServiceError::new(ErrorCode::InvalidCredentials, "wrong username or password");
+        if username.is_empty()
+            || password.is_empty()
+            || password.len() > self.rules.password_max_len
+        {
             return Err(wrong());
         }
         let user = self.store.user_by_username(username).await?;
@@ -110,7 +126,10 @@ impl AuthService {
             _ => return Err(wrong()),
         };
         if user.disabled {
-            return Err(ServiceError::new(ErrorCode::AccountDisabled, "account is disabled"));
+            return Err(ServiceError::new(
+                ErrorCode::AccountDisabled,
+                "account is disabled",
+            ));
         }
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
@@ -120,7 +139,11 @@ impl AuthService {
     }
 
     /// Accepts an access token issued to `device_id`.
-    pub async fn authenticate_token(&self, token: &str, device_id: &str) -> ServiceResult<Authenticated> {
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        device_id: &str,
+    ) -> ServiceResult<Authenticated> {
         let claims = self.tokens.verify_access(token)?;
         if claims.did != device_id {
             return Err(ServiceError::new(
@@ -134,7 +157,11 @@ impl AuthService {
 
     /// Exchanges a refresh token for new tokens. The old token stops working whether
     /// or not the exchange succeeds, so a stolen token can be used at most once.
-    pub async fn refresh(&self, refresh_token: &str, device_id: &str) -> ServiceResult<Authenticated> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        device_id: &str,
+    ) -> ServiceResult<Authenticated> {
         let invalid = || ServiceError::new(ErrorCode::TokenInvalid, "refresh token is not valid");
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(invalid());
@@ -145,7 +172,10 @@ impl AuthService {
             .await?
             .ok_or_else(invalid)?;
         if record.expires_at_ms <= now_ms() {
-            return Err(ServiceError::new(ErrorCode::TokenExpired, "refresh token expired"));
+            return Err(ServiceError::new(
+                ErrorCode::TokenExpired,
+                "refresh token expired",
+            ));
         }
         if record.device_id != device_id {
             tracing::warn!(user_id = %record.user_id, "refresh token presented by another device");
@@ -166,7 +196,10 @@ impl AuthService {
             .await?
             .ok_or_else(|| ServiceError::new(ErrorCode::TokenInvalid, "unknown user"))?;
         if user.disabled {
-            return Err(ServiceError::new(ErrorCode::AccountDisabled, "account is disabled"));
+            return Err(ServiceError::new(
+                ErrorCode::AccountDisabled,
+                "account is disabled",
+            ));
         }
         Ok(user)
     }
@@ -196,7 +229,9 @@ impl AuthService {
             )));
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-        if !username.chars().all(allowed) || !username.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        if !username.chars().all(allowed)
+            || !username.starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
             return Err(ServiceError::invalid(
                 "username may use letters, digits, '_', '.', '-' and must start with a letter or digit",
             ));
@@ -225,8 +260,11 @@ fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error>
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -43,6 +43,9 @@ pub struct SyncPoint {
     pub conv_id: String,
     /// Highest seq the device holds.
     pub cursor: u64,
+    /// Whether the device said so itself in its Hello; if not, the cursor is the
+    /// broker's stored one and the device is told with a `ResumeFrom`.
+    pub from_hello: bool,
     /// Highest committed seq at the time of the Hello.
     pub last_seq: u64,
 }
@@ -165,19 +168,27 @@ impl ChatService {
                 if text.mention_user_ids.len() > self.limits.max_mentions
                     || !text.mention_user_ids.iter().all(|id| ids::is_user_id(id))
                 {
-                    return Err(ServiceError::invalid("mention_user_ids must be valid user ids"));
+                    return Err(ServiceError::invalid(
+                        "mention_user_ids must be valid user ids",
+                    ));
                 }
             }
             (pb::MessageKind::Custom, Some(Content::Custom(custom))) => {
                 if custom.json.len() > self.limits.max_text_bytes {
                     return Err(ServiceError::new(
                         ErrorCode::MessageTooLarge,
-                        format!("custom content is longer than {} bytes", self.limits.max_text_bytes),
+                        format!(
+                            "custom content is longer than {} bytes",
+                            self.limits.max_text_bytes
+                        ),
                     ));
                 }
             }
             (
-                pb::MessageKind::Image | pb::MessageKind::Voice | pb::MessageKind::Video | pb::MessageKind::File,
+                pb::MessageKind::Image
+                | pb::MessageKind::Voice
+                | pb::MessageKind::Video
+                | pb::MessageKind::File,
                 Some(Content::File(_)),
             ) => {
                 return Err(ServiceError::new(
@@ -186,37 +197,56 @@ impl ChatService {
                 ));
             }
             (pb::MessageKind::System, _) => {
-                return Err(ServiceError::new(ErrorCode::Forbidden, "clients cannot send system messages"));
+                return Err(ServiceError::new(
+                    ErrorCode::Forbidden,
+                    "clients cannot send system messages",
+                ));
             }
             (pb::MessageKind::Unspecified, _) => {
                 return Err(ServiceError::invalid("message kind is required"));
             }
-            _ => return Err(ServiceError::invalid("content does not match the message kind")),
+            _ => {
+                return Err(ServiceError::invalid(
+                    "content does not match the message kind",
+                ));
+            }
         }
         Ok(kind)
     }
 
     /// One page of a conversation's history, ascending by seq.
-    pub async fn history(&self, caller: Caller<'_>, request: &pb::HistoryRequest) -> ServiceResult<pb::HistoryPage> {
+    pub async fn history(
+        &self,
+        caller: Caller<'_>,
+        request: &pb::HistoryRequest,
+    ) -> ServiceResult<pb::HistoryPage> {
         self.check_member(caller.user_id, &request.conv_id)?;
-        if request.before_seq != 0 && request.after_seq != 0 {
-            return Err(ServiceError::invalid("give before_seq or after_seq, not both"));
-        }
         let limit = match request.limit {
             0 => self.limits.history_default_limit,
             n => n.min(self.limits.history_max_limit),
         } as usize;
-        let (messages, has_more) = if request.after_seq != 0 {
-            let mut messages = self
-                .store
-                .range(&request.conv_id, request.after_seq.saturating_add(1), u64::MAX, limit + 1)
-                .await?;
-            let has_more = messages.len() > limit;
-            messages.truncate(limit);
-            (messages, has_more)
-        } else {
-            let before = if request.before_seq == 0 { u64::MAX } else { request.before_seq };
-            self.store.before(&request.conv_id, before, limit).await?
+        let (messages, has_more) = match (request.before_seq, request.after_seq) {
+            (0, Some(after)) => {
+                let mut messages = self
+                    .store
+                    .range(
+                        &request.conv_id,
+                        after.saturating_add(1),
+                        u64::MAX,
+                        limit + 1,
+                    )
+                    .await?;
+                let has_more = messages.len() > limit;
+                messages.truncate(limit);
+                (messages, has_more)
+            }
+            (0, None) => self.store.before(&request.conv_id, u64::MAX, limit).await?,
+            (before, None) => self.store.before(&request.conv_id, before, limit).await?,
+            (_, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "give before_seq or after_seq, not both",
+                ));
+            }
         };
         Ok(pb::HistoryPage {
             conv_id: request.conv_id.clone(),
@@ -251,7 +281,11 @@ impl ChatService {
                 .range(&conv_id, last_seq, last_seq, 1)
                 .await?
                 .pop();
-            let read_seq = self.store.read_seq(caller.user_id, &conv_id).await?.min(last_seq);
+            let read_seq = self
+                .store
+                .read_seq(caller.user_id, &conv_id)
+                .await?
+                .min(last_seq);
             let peer_id = match Conversation::parse(&conv_id) {
                 Some(Conversation::Group { group_id }) => group_id.to_owned(),
                 Some(conv) => conv.peer_of(caller.user_id).unwrap_or_default().to_owned(),
@@ -266,8 +300,13 @@ impl ChatService {
                 unread: last_seq - read_seq,
             });
         }
-        let activity = |s: &pb::ConversationSummary| s.last_message.as_ref().map_or(0, |m| m.sent_at_ms);
-        summaries.sort_by(|a, b| activity(b).cmp(&activity(a)).then_with(|| a.conv_id.cmp(&b.conv_id)));
+        let activity =
+            |s: &pb::ConversationSummary| s.last_message.as_ref().map_or(0, |m| m.sent_at_ms);
+        summaries.sort_by(|a, b| {
+            activity(b)
+                .cmp(&activity(a))
+                .then_with(|| a.conv_id.cmp(&b.conv_id))
+        });
         let total = summaries.len();
         let conversations: Vec<_> = summaries.into_iter().skip(offset).take(limit).collect();
         let next_page_token = if offset + conversations.len() < total {
@@ -308,7 +347,11 @@ impl ChatService {
     /// Where each of the user's conversations stands for a connecting device. Cursors
     /// from the Hello win over the stored ones; cursors past the end are clamped;
     /// cursors naming conversations the user is not in are refused.
-    pub async fn sync_points(&self, caller: Caller<'_>, hello_cursors: &[pb::Cursor]) -> ServiceResult<Vec<SyncPoint>> {
+    pub async fn sync_points(
+        &self,
+        caller: Caller<'_>,
+        hello_cursors: &[pb::Cursor],
+    ) -> ServiceResult<Vec<SyncPoint>> {
         for cursor in hello_cursors {
             self.check_member(caller.user_id, &cursor.conv_id)?;
         }
@@ -321,10 +364,11 @@ impl ChatService {
         let mut points = Vec::new();
         for conv_id in self.store.user_conversations(caller.user_id).await? {
             let last_seq = self.store.last_seq(&conv_id).await?;
-            let cursor = hello_cursors
+            let from_hello = hello_cursors
                 .iter()
                 .find(|c| c.conv_id == conv_id)
-                .map(|c| c.seq)
+                .map(|c| c.seq);
+            let cursor = from_hello
                 .or_else(|| stored.get(&conv_id).copied())
                 .unwrap_or(0)
                 .min(last_seq);
@@ -332,13 +376,20 @@ impl ChatService {
                 conv_id,
                 cursor,
                 last_seq,
+                from_hello: from_hello.is_some(),
             });
         }
         Ok(points)
     }
 
     /// Committed messages `from..=to` of a conversation, for lane catch-up.
-    pub async fn read_range(&self, conv_id: &str, from: u64, to: u64, limit: usize) -> ServiceResult<Vec<pb::Message>> {
+    pub async fn read_range(
+        &self,
+        conv_id: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> ServiceResult<Vec<pb::Message>> {
         Ok(self.store.range(conv_id, from, to, limit).await?)
     }
 
@@ -349,7 +400,9 @@ impl ChatService {
     /// Refuses conversations the user is not part of, and malformed ids.
     fn check_member(&self, user_id: &str, conv_id: &str) -> ServiceResult<()> {
         match Conversation::parse(conv_id) {
-            None => Err(ServiceError::invalid(format!("malformed conversation id {conv_id:?}"))),
+            None => Err(ServiceError::invalid(format!(
+                "malformed conversation id {conv_id:?}"
+            ))),
             Some(conv @ Conversation::Single { .. }) if conv.is_single_party(user_id) => Ok(()),
             Some(_) => Err(ServiceError::new(
                 ErrorCode::Forbidden,

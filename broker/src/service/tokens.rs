@@ -105,7 +105,13 @@ impl TokenIssuer {
     }
 
     /// Both tokens for a device, in wire form.
-    pub fn tokens(&self, user_id: &str, device_id: &str, refresh: &NewRefresh, now_ms: u64) -> pb::Tokens {
+    pub fn tokens(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        refresh: &NewRefresh,
+        now_ms: u64,
+    ) -> pb::Tokens {
         let (access_token, access_expires_at_ms) = self.access_token(user_id, device_id, now_ms);
         pb::Tokens {
             access_token,
@@ -134,14 +140,26 @@ mod tests {
             .as_millis() as u64;
         let (token, _) = issuer.access_token("user_1", "dev", now_ms);
         let claims = issuer.verify_access(&token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.did.as_str()), ("user_1", "dev"));
+        assert_eq!(
+            (claims.sub.as_str(), claims.did.as_str()),
+            ("user_1", "dev")
+        );
 
         let other = TokenIssuer::new(b"another-secret-another-secret-xx", 60, 3600);
         let (forged, _) = other.access_token("user_1", "dev", now_ms);
-        assert_eq!(issuer.verify_access(&forged).unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            issuer.verify_access(&forged).unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
 
         let (old, _) = issuer.access_token("user_1", "dev", now_ms - 3_600_000);
-        assert_eq!(issuer.verify_access(&old).unwrap_err().code(), ErrorCode::TokenExpired);
-        assert_eq!(issuer.verify_access("garbage").unwrap_err().code(), ErrorCode::TokenInvalid);
+        assert_eq!(
+            issuer.verify_access(&old).unwrap_err().code(),
+            ErrorCode::TokenExpired
+        );
+        assert_eq!(
+            issuer.verify_access("garbage").unwrap_err().code(),
+            ErrorCode::TokenInvalid
+        );
     }
 }

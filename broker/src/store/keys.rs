@@ -26,7 +26,9 @@ pub(crate) fn message_prefix(conv_id: &str) -> Vec<u8> {
 
 /// The seq at the end of a message key.
 pub(crate) fn seq_of_message_key(key: &[u8]) -> u64 {
-    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("message keys end in a seq");
+    let tail: [u8; 8] = key[key.len() - 8..]
+        .try_into()
+        .expect("message keys end in a seq");
     u64::from_be_bytes(tail)
 }
 

@@ -57,7 +57,9 @@ impl From<prost::DecodeError> for StoreError {
 }
 
 /// When an append counts as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// ACK once the message is on disk; one flush covers every append that arrived
@@ -127,13 +129,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Messages with `from <= seq <= to` (to capped at the committed seq), ascending,
     /// at most `limit`.
-    fn range<'a>(&'a self, conv_id: &'a str, from: u64, to: u64, limit: usize)
-    -> StoreFuture<'a, Vec<pb::Message>>;
+    fn range<'a>(
+        &'a self,
+        conv_id: &'a str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<pb::Message>>;
 
     /// The newest `limit` messages with seq < `before` (ascending order), and whether
     /// older ones exist.
-    fn before<'a>(&'a self, conv_id: &'a str, before: u64, limit: usize)
-    -> StoreFuture<'a, (Vec<pb::Message>, bool)>;
+    fn before<'a>(
+        &'a self,
+        conv_id: &'a str,
+        before: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, (Vec<pb::Message>, bool)>;
 
     /// Conversations a user takes part in.
     fn user_conversations<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<String>>;
@@ -141,11 +152,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // --- cursors ---
 
     /// Moves a device's delivered cursors and the user's read marks forward.
-    fn update_cursors<'a>(&'a self, user_id: &'a str, device_id: &'a str, updates: Vec<CursorUpdate>)
-    -> StoreFuture<'a, ()>;
+    fn update_cursors<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+        updates: Vec<CursorUpdate>,
+    ) -> StoreFuture<'a, ()>;
     /// A device's stored delivered cursors, by conversation.
-    fn device_cursors<'a>(&'a self, user_id: &'a str, device_id: &'a str)
-    -> StoreFuture<'a, Vec<(String, u64)>>;
+    fn device_cursors<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, u64)>>;
     /// The user's read seq in a conversation (max over devices).
     fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64>;
 

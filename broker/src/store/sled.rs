@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use super::records::DedupRecord;
 use super::writer::{self, AppendJob, Shared, WriterConfig, now_ms};
 use super::{
-    Appended, CursorUpdate, Durability, NewMessage, RefreshRecord, Store, StoreError,
-    StoreFuture, StoreStats, UserRecord, keys,
+    Appended, CursorUpdate, Durability, NewMessage, RefreshRecord, Store, StoreError, StoreFuture,
+    StoreStats, UserRecord, keys,
 };
 
 /// Settings of the sled store.
@@ -167,7 +167,9 @@ fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> 
     Box::pin(std::future::ready(result))
 }
 
-fn decode_opt<T: prost::Message + Default>(raw: Option<sled::IVec>) -> Result<Option<T>, StoreError> {
+fn decode_opt<T: prost::Message + Default>(
+    raw: Option<sled::IVec>,
+) -> Result<Option<T>, StoreError> {
     raw.map(|raw| T::decode(raw.as_ref()).map_err(StoreError::from))
         .transpose()
 }
@@ -222,7 +224,10 @@ impl Store for SledStore {
             let Some(user_id) = self.accounts.get(keys::username(username))? else {
                 return Ok(None);
             };
-            decode_opt(self.accounts.get(keys::user(&String::from_utf8_lossy(&user_id)))?)
+            decode_opt(
+                self.accounts
+                    .get(keys::user(&String::from_utf8_lossy(&user_id)))?,
+            )
         };
         ready(lookup())
     }
@@ -275,7 +280,9 @@ impl Store for SledStore {
             if from > to || limit == 0 {
                 return Ok(Vec::new());
             }
-            self.scan_messages(conv_id, from.max(1), to).take(limit).collect()
+            self.scan_messages(conv_id, from.max(1), to)
+                .take(limit)
+                .collect()
         };
         ready(read())
     }
@@ -331,7 +338,11 @@ impl Store for SledStore {
                     keys::delivered(user_id, device_id, &update.conv_id),
                     update.delivered_seq,
                 )?;
-                raise(&self.cursors, keys::read(user_id, &update.conv_id), update.read_seq)?;
+                raise(
+                    &self.cursors,
+                    keys::read(user_id, &update.conv_id),
+                    update.read_seq,
+                )?;
             }
             Ok(())
         };

@@ -194,7 +194,10 @@ impl Writer {
             message.seq = seq;
             message.sent_at_ms = now;
             message.msg_id = ids::new_msg_id(now, rand::random());
-            batch.insert(keys::message(&message.conv_id, seq), message.encode_to_vec());
+            batch.insert(
+                keys::message(&message.conv_id, seq),
+                message.encode_to_vec(),
+            );
             let record = DedupRecord {
                 conv_id: message.conv_id.clone(),
                 seq,
@@ -253,7 +256,11 @@ impl Writer {
     }
 
     /// The original message of a `(sender, client_msg_id)` still inside its window.
-    fn stored_duplicate(&self, dedup_key: &[u8], now: u64) -> Result<Option<pb::Message>, StoreError> {
+    fn stored_duplicate(
+        &self,
+        dedup_key: &[u8],
+        now: u64,
+    ) -> Result<Option<pb::Message>, StoreError> {
         let Some(raw) = self.tree.get(dedup_key)? else {
             return Ok(None);
         };
@@ -306,9 +313,11 @@ fn flusher_loop(db: sled::Db, rx: Receiver<Applied>, shared: Arc<Shared>) {
                     // The batch may still reach the disk later; the client retries with
                     // the same client_msg_id and dedup answers it then.
                     let message = error.to_string();
-                    answer(applied.replies.into_iter().map(|(reply, _)| {
-                        (reply, Err(StoreError::Unavailable(message.clone())))
-                    }));
+                    answer(
+                        applied.replies.into_iter().map(|(reply, _)| {
+                            (reply, Err(StoreError::Unavailable(message.clone())))
+                        }),
+                    );
                 }
             }
         }

@@ -93,7 +93,11 @@ impl TestBroker {
         self.client_with(device_id, |_| {}).await
     }
 
-    pub async fn client_with(&self, device_id: &str, adjust: impl FnOnce(&mut ClientOptions)) -> Client {
+    pub async fn client_with(
+        &self,
+        device_id: &str,
+        adjust: impl FnOnce(&mut ClientOptions),
+    ) -> Client {
         let mut options = ClientOptions {
             device_id: device_id.to_owned(),
             reconnect: ReconnectPolicy {
@@ -122,7 +126,10 @@ impl TestBroker {
     /// Logs an existing user in from a new device.
     pub async fn device(&self, username: &str, device_id: &str) -> Client {
         let client = self.client(device_id).await;
-        client.login(username, PASSWORD).await.expect("login succeeds");
+        client
+            .login(username, PASSWORD)
+            .await
+            .expect("login succeeds");
         client
     }
 }

@@ -1,0 +1,68 @@
+//! Results: latency histograms and the JSON document a run prints.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::target::Target;
+
+/// Microseconds since the epoch: the send timestamp carried in payloads, comparable
+/// between processes on one machine.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A latency histogram in microseconds (1 µs to 60 s, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Percentiles {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Percentiles {
+            count: histogram.len(),
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: histogram.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Resident set size of a process, from /proc (Linux).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn with_broker_info(mut result: Value, target: &Target) -> Value {
+    if let Value::Object(map) = &mut result {
+        map.insert(
+            "broker".into(),
+            json!({
+                "addr": target.addr.to_string(),
+                "durability": target.durability,
+                "rss_bytes": target.pid().and_then(rss_bytes),
+            }),
+        );
+    }
+    result
+}

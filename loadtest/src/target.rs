@@ -1,0 +1,160 @@
+//! Which broker to load: an address plus its certificate, or a `quip-broker` child
+//! process started on a free loopback port with a temp data dir.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use quip_sdk::{Client, ClientOptions, ReconnectPolicy, Trust};
+
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Broker address (loopback only).
+    #[arg(long, global = true, default_value = "127.0.0.1:4433")]
+    pub addr: SocketAddr,
+    /// The broker's certificate (PEM), e.g. <data-dir>/tls/cert.pem.
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Start a `quip-broker` (next to this binary) on a free port with a temp data dir.
+    #[arg(long, global = true)]
+    pub spawn: bool,
+    /// Durability for --spawn: fsync or os.
+    #[arg(long, global = true, default_value = "fsync")]
+    pub durability: String,
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub durability: String,
+    child: Mutex<Option<Child>>,
+    _data_dir: Option<TempDir>,
+}
+
+impl Target {
+    pub async fn resolve(args: &TargetArgs) -> anyhow::Result<Target> {
+        if args.spawn {
+            return Self::spawn(&args.durability).await;
+        }
+        if !is_loopback(args.addr.ip()) {
+            bail!(
+                "quip-loadtest only targets loopback addresses, not {}",
+                args.addr
+            );
+        }
+        let cert = args
+            .cert
+            .clone()
+            .context("--cert is required unless --spawn is given")?;
+        Ok(Target {
+            addr: args.addr,
+            cert,
+            durability: args.durability.clone(),
+            child: Mutex::new(None),
+            _data_dir: None,
+        })
+    }
+
+    async fn spawn(durability: &str) -> anyhow::Result<Target> {
+        let exe = std::env::current_exe()?
+            .parent()
+            .context("binary has a directory")?
+            .join("quip-broker");
+        let data_dir = TempDir::new()?;
+        let addr = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(&exe)
+            .arg("--data-dir")
+            .arg(&data_dir.0)
+            .arg("--quic-addr")
+            .arg(addr.to_string())
+            .arg("--durability")
+            .arg(durability)
+            .env("QUIP_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it with -p quip-broker)",
+                    exe.display()
+                )
+            })?;
+        let target = Target {
+            addr,
+            cert: data_dir.0.join("tls").join("cert.pem"),
+            durability: durability.to_owned(),
+            child: Mutex::new(Some(child)),
+            _data_dir: Some(data_dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !target.cert.exists()
+            || Client::connect(addr, Trust::CertFile(target.cert.clone()))
+                .await
+                .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("spawned broker did not come up");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(target)
+    }
+
+    /// The broker's pid when we spawned it (for RSS sampling).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok()?.as_ref().map(Child::id)
+    }
+
+    pub async fn client(&self, device_id: &str) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            device_id: device_id.to_owned(),
+            event_buffer: 65_536,
+            reconnect: ReconnectPolicy {
+                enabled: false,
+                ..ReconnectPolicy::default()
+            },
+            request_timeout: Duration::from_secs(30),
+            ..ClientOptions::default()
+        };
+        Ok(Client::connect_with(self.addr, Trust::CertFile(self.cert.clone()), options).await?)
+    }
+
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// A temp dir removed on drop (kept tiny to avoid a dependency for one use).
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> std::io::Result<TempDir> {
+        let path =
+            std::env::temp_dir().join(format!("quip-loadtest-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,51 @@
+//! Client configuration.
+
+use std::time::Duration;
+
+use crate::backoff::ReconnectPolicy;
+use crate::transport::TransportOptions;
+
+/// How a [`Client`](crate::Client) connects and behaves. Start from `Default` and
+/// override fields: `ClientOptions { lanes: 2, ..Default::default() }`.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// TLS server name (SNI, and the name the certificate must carry unless the
+    /// trust is a pinned fingerprint).
+    pub server_name: String,
+    /// Identifies this installation to the broker, which keeps a delivery cursor
+    /// per device and never echoes a message to the device that sent it. Keep it
+    /// stable across restarts (1..=64 of `[A-Za-z0-9_.-]`); the default is random.
+    pub device_id: String,
+    /// Reported in `Hello`, for the broker's logs and compatibility checks.
+    pub client_version: String,
+    /// Delivery lanes to ask for; 0 lets the broker choose.
+    pub lanes: u32,
+    pub transport: TransportOptions,
+    pub reconnect: ReconnectPolicy,
+    /// Events buffered for the application. When it is full the SDK stops reading
+    /// deliveries: QUIC flow control then pushes back to the broker, which may close
+    /// the session as a slow consumer; the SDK resumes from its cursors afterwards,
+    /// so nothing is lost.
+    pub event_buffer: usize,
+    /// How long a request (including resends across reconnects) may take.
+    pub request_timeout: Duration,
+    /// How long a gap in a conversation may stay open before the missing messages
+    /// are fetched from history. Lanes are dense, so a gap normally closes at once.
+    pub gap_grace: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".to_string(),
+            device_id: format!("dev-{:016x}", rand::random::<u64>()),
+            client_version: concat!("quip-sdk/", env!("CARGO_PKG_VERSION")).to_string(),
+            lanes: 0,
+            transport: TransportOptions::default(),
+            reconnect: ReconnectPolicy::default(),
+            event_buffer: 4096,
+            request_timeout: Duration::from_secs(10),
+            gap_grace: Duration::from_millis(500),
+        }
+    }
+}
