@@ -186,6 +186,39 @@ pub struct Cli {
     /// Store page cache in MiB. [default: 256]
     #[arg(long, env = "QUIP_STORE_CACHE_MIB")]
     pub store_cache_mib: Option<u64>,
+    /// Messages read from the store per step of a catch-up. [default: 256]
+    #[arg(long, env = "QUIP_SYNC_BATCH")]
+    pub sync_batch: Option<usize>,
+    /// Requests processed at once per connection. [default: 256]
+    #[arg(long, env = "QUIP_MAX_INFLIGHT_PER_CONNECTION")]
+    pub max_inflight_per_connection: Option<usize>,
+    /// Shortest username. [default: 3]
+    #[arg(long, env = "QUIP_USERNAME_MIN_LEN")]
+    pub username_min_len: Option<usize>,
+    /// Longest username. [default: 32]
+    #[arg(long, env = "QUIP_USERNAME_MAX_LEN")]
+    pub username_max_len: Option<usize>,
+    /// Longest password in bytes. [default: 128]
+    #[arg(long, env = "QUIP_PASSWORD_MAX_LEN")]
+    pub password_max_len: Option<usize>,
+    /// History page size when the request gives none. [default: 50]
+    #[arg(long, env = "QUIP_HISTORY_DEFAULT_LIMIT")]
+    pub history_default_limit: Option<u32>,
+    /// Largest history page; bigger requests are clamped. [default: 200]
+    #[arg(long, env = "QUIP_HISTORY_MAX_LIMIT")]
+    pub history_max_limit: Option<u32>,
+    /// Largest conversation-list page. [default: 200]
+    #[arg(long, env = "QUIP_CONVERSATIONS_MAX_LIMIT")]
+    pub conversations_max_limit: Option<u32>,
+    /// Most appends applied and flushed as one batch. [default: 1024]
+    #[arg(long, env = "QUIP_STORE_MAX_BATCH")]
+    pub store_max_batch: Option<usize>,
+    /// Appends that may wait for the store writer. [default: 16384]
+    #[arg(long, env = "QUIP_STORE_QUEUE_LEN")]
+    pub store_queue_len: Option<usize>,
+    /// Milliseconds given to connections to close on shutdown. [default: 5000]
+    #[arg(long, env = "QUIP_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -246,7 +279,18 @@ impl Config {
             max_connections,
             dedup_window_secs,
             password_min_len,
-            store_cache_mib
+            store_cache_mib,
+            sync_batch,
+            max_inflight_per_connection,
+            username_min_len,
+            username_max_len,
+            password_max_len,
+            history_default_limit,
+            history_max_limit,
+            conversations_max_limit,
+            store_max_batch,
+            store_queue_len,
+            shutdown_grace_ms
         );
         if let Ok(secret) = std::env::var("QUIP_JWT_SECRET") {
             config.jwt_secret = Some(secret);
@@ -284,8 +328,20 @@ impl Config {
         if self.max_lanes > quip_protocol::MAX_LANES {
             return invalid("max_lanes is above the protocol's maximum of 64");
         }
-        if self.lane_queue_len == 0 || self.sync_batch == 0 || self.max_connections == 0 {
-            return invalid("lane_queue_len, sync_batch and max_connections must be positive");
+        if [
+            self.lane_queue_len,
+            self.sync_batch,
+            self.max_connections,
+            self.max_inflight_per_connection,
+            self.store_max_batch,
+            self.store_queue_len,
+        ]
+        .contains(&0)
+        {
+            return invalid(
+                "lane_queue_len, sync_batch, max_connections, max_inflight_per_connection, \
+                 store_max_batch and store_queue_len must be positive",
+            );
         }
         if self.history_default_limit == 0 || self.history_default_limit > self.history_max_limit {
             return invalid("history_default_limit must be between 1 and history_max_limit");

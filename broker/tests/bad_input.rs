@@ -5,9 +5,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{TestBroker, next_message};
+use common::{TestBroker, next_message, raw_exchange};
 use prost::Message as _;
-use quip_protocol::{ErrorCode, FrameDecoder, codec::put_varint, pb};
+use quip_protocol::{ErrorCode, codec::put_varint, pb};
 use quip_sdk::{TransportOptions, dial};
 
 /// Two users chatting, to prove the broker still serves them after each abuse.
@@ -40,49 +40,6 @@ impl Bystanders {
         let got = next_message(&self.bob).await;
         assert_eq!((got.seq, common::text(&got)), (self.sent, body.as_str()));
     }
-}
-
-/// Opens a raw control stream, writes `bytes`, and returns the broker's answer (its
-/// first frame, if any) and the connection's close code.
-async fn raw_exchange(
-    broker: &TestBroker,
-    bytes: &[u8],
-) -> (Option<pb::ServerFrame>, Option<ErrorCode>) {
-    let connection = dial(
-        broker.addr(),
-        &broker.trust(),
-        "localhost",
-        &TransportOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    let mut buf = BytesMut::new();
-    let decoder = FrameDecoder::new(1 << 20);
-    let frame = tokio::time::timeout(common::WAIT, async {
-        loop {
-            if let Ok(Some(frame)) = decoder.decode::<pb::ServerFrame>(&mut buf) {
-                return Some(frame);
-            }
-            match recv.read_chunk(4096, true).await {
-                Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .unwrap();
-    let closed = tokio::time::timeout(common::WAIT, connection.closed())
-        .await
-        .unwrap();
-    let code = match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            ErrorCode::from_close_code(close.error_code.into_inner())
-        }
-        other => panic!("expected an application close, got {other}"),
-    };
-    (frame, code)
 }
 
 fn error_of(frame: Option<pb::ServerFrame>) -> pb::Error {

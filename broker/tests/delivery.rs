@@ -348,7 +348,6 @@ async fn slow_consumer_is_closed_others_keep_receiving_and_it_resumes_losslessly
 #[tokio::test]
 async fn hello_cursors_for_foreign_or_malformed_conversations_are_refused_and_future_ones_clamped()
 {
-    use quip_sdk::{TransportOptions, dial};
     let broker = TestBroker::start().await;
     let alice = broker.user("alice", "a").await;
     let bob = broker.user("bob", "b").await;
@@ -369,27 +368,9 @@ async fn hello_cursors_for_foreign_or_malformed_conversations_are_refused_and_fu
         })),
     };
     async fn first_answer(broker: &TestBroker, frame: pb::ClientFrame) -> pb::server_frame::Body {
-        let connection = dial(
-            broker.addr(),
-            &broker.trust(),
-            "localhost",
-            &TransportOptions::default(),
-        )
-        .await
-        .unwrap();
-        let (mut send, mut recv) = connection.open_bi().await.unwrap();
-        send.write_all(&prost::Message::encode_length_delimited_to_vec(&frame))
-            .await
-            .unwrap();
-        let mut buf = bytes::BytesMut::new();
-        let decoder = quip_protocol::FrameDecoder::new(1 << 20);
-        loop {
-            if let Some(frame) = decoder.decode::<pb::ServerFrame>(&mut buf).unwrap() {
-                return frame.body.unwrap();
-            }
-            let chunk = recv.read_chunk(4096, true).await.unwrap().unwrap();
-            buf.extend_from_slice(&chunk.bytes);
-        }
+        let bytes = prost::Message::encode_length_delimited_to_vec(&frame);
+        let (answer, _connection) = common::raw_first_frame(broker, &bytes).await;
+        answer.and_then(|frame| frame.body).expect("an answer")
     }
     let code = |body: pb::server_frame::Body| match body {
         pb::server_frame::Body::Error(error) => error.error_code(),

@@ -78,13 +78,14 @@ impl Trust {
     ) -> Result<Arc<dyn ServerCertVerifier>> {
         let roots = match self {
             Trust::Fingerprint(fingerprint) => {
-                return Ok(Arc::new(FingerprintVerifier {
-                    fingerprint: *fingerprint,
+                return Ok(Arc::new(PinVerifier {
+                    pin: Some(*fingerprint),
                     provider: provider.clone(),
                 }));
             }
             Trust::InsecureAcceptAnyCertForTests => {
-                return Ok(Arc::new(AcceptAnyCertVerifier {
+                return Ok(Arc::new(PinVerifier {
+                    pin: None,
                     provider: provider.clone(),
                 }));
             }
@@ -131,13 +132,17 @@ fn read_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
 /// deliberately not checked: the pin is the whole trust decision, which is what makes
 /// a self-signed broker certificate usable. Signatures are checked like any verifier
 /// does, so a peer replaying the certificate without its key fails the handshake.
+///
+/// `pin: None` accepts any certificate (still checking handshake signatures, so the
+/// TLS machinery runs as in production); it is reachable only through
+/// [`Trust::insecure_accept_any_cert_for_tests`].
 #[derive(Debug)]
-struct FingerprintVerifier {
-    fingerprint: [u8; 32],
+struct PinVerifier {
+    pin: Option<[u8; 32]>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for FingerprintVerifier {
+impl ServerCertVerifier for PinVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -146,17 +151,20 @@ impl ServerCertVerifier for FingerprintVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let Some(pin) = self.pin else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let actual = sha256_fingerprint(end_entity.as_ref());
         // Compare without an early exit; the value is public, but it costs nothing.
         let diff = actual
             .iter()
-            .zip(self.fingerprint.iter())
+            .zip(pin.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff == 0 {
             Ok(ServerCertVerified::assertion())
         } else {
             tracing::warn!(
-                expected = %hex::encode(self.fingerprint),
+                expected = %hex::encode(pin),
                 actual = %hex::encode(actual),
                 "server certificate fingerprint mismatch"
             );
@@ -164,61 +172,6 @@ impl ServerCertVerifier for FingerprintVerifier {
                 rustls::CertificateError::ApplicationVerificationFailure,
             ))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Accepts any certificate but still checks handshake signatures (so the TLS
-/// machinery is exercised as in production). Reachable only through
-/// [`Trust::insecure_accept_any_cert_for_tests`].
-#[derive(Debug)]
-struct AcceptAnyCertVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyCertVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

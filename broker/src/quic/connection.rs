@@ -152,7 +152,12 @@ async fn run(
         ctx.router.unregister(&session);
         return Err(error.to_string());
     }
-    tracing::info!(lanes, conversations = sync_points.len(), "authenticated");
+    tracing::info!(
+        lanes,
+        conversations = sync_points.len(),
+        client_version = %hello.client_version,
+        "authenticated"
+    );
 
     let result = match open_lanes(
         connection,

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use quip_broker::{Broker, Config};
-use quip_sdk::{Client, ClientOptions, Event, ReconnectPolicy, Trust, pb};
+use quip_protocol::{ErrorCode, FrameDecoder};
+use quip_sdk::{Client, ClientOptions, Event, ReconnectPolicy, TransportOptions, Trust, dial, pb};
 
 /// Generous bound for anything a test waits on; only hit when something is broken.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -195,4 +196,57 @@ pub fn text(message: &pb::Message) -> &str {
         Some(pb::message::Content::Text(text)) => &text.text,
         other => panic!("not a text message: {other:?}"),
     }
+}
+
+/// Opens a raw control stream (no SDK), writes `bytes`, and returns the broker's first
+/// frame (if any) and the still-open connection.
+pub async fn raw_first_frame(
+    broker: &TestBroker,
+    bytes: &[u8],
+) -> (Option<pb::ServerFrame>, quinn::Connection) {
+    let connection = dial(
+        broker.addr(),
+        &broker.trust(),
+        "localhost",
+        &TransportOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let decoder = FrameDecoder::new(1 << 20);
+    let frame = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Some(frame)) = decoder.decode::<pb::ServerFrame>(&mut buf) {
+                return Some(frame);
+            }
+            match recv.read_chunk(4096, true).await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the broker answers or closes in time");
+    (frame, connection)
+}
+
+/// Like [`raw_first_frame`], then waits for the broker to close the connection and
+/// returns its application close code.
+pub async fn raw_exchange(
+    broker: &TestBroker,
+    bytes: &[u8],
+) -> (Option<pb::ServerFrame>, Option<ErrorCode>) {
+    let (frame, connection) = raw_first_frame(broker, bytes).await;
+    let closed = tokio::time::timeout(WAIT, connection.closed())
+        .await
+        .expect("the broker closes the connection");
+    let code = match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            ErrorCode::from_close_code(close.error_code.into_inner())
+        }
+        other => panic!("expected an application close, got {other}"),
+    };
+    (frame, code)
 }
