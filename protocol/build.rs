@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/quip/v1/message.proto",
         "proto/quip/v1/auth.proto",
         "proto/quip/v1/chat.proto",
+        "proto/quip/v1/group.proto",
         "proto/quip/v1/frame.proto",
     ];
     for file in files {

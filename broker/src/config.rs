@@ -73,6 +73,8 @@ pub struct Config {
     pub store_cache_mib: u64,
     /// Time given to connections to close on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Largest group; joins and invites beyond it get GROUP_FULL.
+    pub max_group_members: u32,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             store_queue_len: 16 * 1024,
             store_cache_mib: 256,
             shutdown_grace_ms: 5_000,
+            max_group_members: 10_000,
         }
     }
 }
@@ -219,6 +222,9 @@ pub struct Cli {
     /// Milliseconds given to connections to close on shutdown. [default: 5000]
     #[arg(long, env = "QUIP_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Largest group; more members get GROUP_FULL. [default: 10000]
+    #[arg(long, env = "QUIP_MAX_GROUP_MEMBERS")]
+    pub max_group_members: Option<u32>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -290,7 +296,8 @@ impl Config {
             conversations_max_limit,
             store_max_batch,
             store_queue_len,
-            shutdown_grace_ms
+            shutdown_grace_ms,
+            max_group_members
         );
         if let Ok(secret) = std::env::var("QUIP_JWT_SECRET") {
             config.jwt_secret = Some(secret);
@@ -351,6 +358,9 @@ impl Config {
         }
         if self.username_min_len == 0 || self.username_min_len > self.username_max_len {
             return invalid("username_min_len must be between 1 and username_max_len");
+        }
+        if self.max_group_members < 2 {
+            return invalid("max_group_members must be at least 2");
         }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return invalid("token lifetimes must be positive");

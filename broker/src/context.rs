@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::router::Router;
-use crate::service::{AuthService, ChatService};
+use crate::service::{AuthService, ChatService, GroupService};
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -14,4 +14,5 @@ pub struct BrokerContext {
     pub router: Arc<Router>,
     pub auth: AuthService,
     pub chat: Arc<ChatService>,
+    pub groups: GroupService,
 }

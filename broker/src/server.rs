@@ -10,7 +10,10 @@ use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
-use crate::service::{AuthService, ChatLimits, ChatService, CredentialRules, TokenIssuer};
+use crate::service::{
+    AuthService, ChatLimits, ChatService, CredentialRules, GroupLimits, GroupService, MemberCache,
+    TokenIssuer,
+};
 use crate::shutdown::{Drained, Shutdown};
 use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
 
@@ -98,9 +101,11 @@ impl Broker {
                 password_max_len: config.password_max_len,
             },
         );
+        let members = Arc::new(MemberCache::new(store.clone()));
         let chat = Arc::new(ChatService::new(
             store.clone(),
             router.clone(),
+            members,
             ChatLimits {
                 max_text_bytes: config.max_text_bytes,
                 history_default_limit: config.history_default_limit,
@@ -110,12 +115,21 @@ impl Broker {
                 max_reports: 1000,
             },
         ));
+        let groups = GroupService::new(
+            store.clone(),
+            chat.clone(),
+            GroupLimits {
+                max_members: config.max_group_members,
+                ..GroupLimits::default()
+            },
+        );
         let ctx = Arc::new(BrokerContext {
             config,
             store,
             router,
             auth,
             chat,
+            groups,
         });
         let endpoint = quic::bind(&ctx, &identity)?;
         let quic_addr = endpoint

@@ -11,8 +11,8 @@ use quip_protocol::pb;
 
 fn text_message(from: &str, to: &str, client_msg_id: &str) -> NewMessage {
     let conv_id = quip_protocol::ids::single_conv_id(from, to);
-    NewMessage {
-        message: pb::Message {
+    NewMessage::new(
+        pb::Message {
             conv_id,
             from: from.into(),
             to: to.into(),
@@ -24,8 +24,8 @@ fn text_message(from: &str, to: &str, client_msg_id: &str) -> NewMessage {
             client_msg_id: client_msg_id.into(),
             ..Default::default()
         },
-        participants: vec![from.into(), to.into()],
-    }
+        vec![from.into(), to.into()],
+    )
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Arc<SledStore> {

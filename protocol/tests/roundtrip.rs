@@ -14,7 +14,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use quip_protocol::pb::{self, hello, message, send_request};
+use quip_protocol::pb::{self, group_request, group_response, hello, message, send_request};
 use quip_protocol::{
     ClientFrame, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameDecoder, ServerFrame, client_frame,
     encode_frame, encode_frame_bytes, server_frame,
@@ -355,9 +355,10 @@ fn conversation_summary() -> BoxedStrategy<pb::ConversationSummary> {
         num(),
         num(),
         num(),
+        any::<bool>(),
     )
         .prop_map(
-            |(conv_id, peer_id, last_message, last_seq, read_seq, unread)| {
+            |(conv_id, peer_id, last_message, last_seq, read_seq, unread, mentioned)| {
                 pb::ConversationSummary {
                     conv_id,
                     peer_id,
@@ -365,6 +366,7 @@ fn conversation_summary() -> BoxedStrategy<pb::ConversationSummary> {
                     last_seq,
                     read_seq,
                     unread,
+                    mentioned,
                 }
             },
         )
@@ -427,6 +429,246 @@ fn error_frame() -> BoxedStrategy<pb::Error> {
 }
 
 // ---------------------------------------------------------------------------------
+// group.proto
+// ---------------------------------------------------------------------------------
+
+fn group_role() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::GroupRole::try_from(v).is_ok())
+}
+
+fn join_mode() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::JoinMode::try_from(v).is_ok())
+}
+
+fn group_info() -> BoxedStrategy<pb::GroupInfo> {
+    (
+        (text(), text(), text(), text(), text(), text()),
+        (join_mode(), num32(), num32(), any::<bool>()),
+        (num(), any::<bool>(), group_role()),
+    )
+        .prop_map(
+            |(
+                (group_id, conv_id, name, description, avatar_url, owner_id),
+                (join_mode, member_count, max_members, mute_all),
+                (created_at_ms, dissolved, my_role),
+            )| pb::GroupInfo {
+                group_id,
+                conv_id,
+                name,
+                description,
+                avatar_url,
+                owner_id,
+                join_mode,
+                member_count,
+                max_members,
+                mute_all,
+                created_at_ms,
+                dissolved,
+                my_role,
+            },
+        )
+        .boxed()
+}
+
+fn group_member() -> BoxedStrategy<pb::GroupMember> {
+    (text(), group_role(), num(), num(), text())
+        .prop_map(
+            |(user_id, role, joined_at_ms, muted_until_ms, nickname)| pb::GroupMember {
+                user_id,
+                role,
+                joined_at_ms,
+                muted_until_ms,
+                nickname,
+            },
+        )
+        .boxed()
+}
+
+fn join_request_info() -> BoxedStrategy<pb::JoinRequestInfo> {
+    (text(), text(), text(), num())
+        .prop_map(
+            |(group_id, user_id, message, requested_at_ms)| pb::JoinRequestInfo {
+                group_id,
+                user_id,
+                message,
+                requested_at_ms,
+            },
+        )
+        .boxed()
+}
+
+fn create_group() -> BoxedStrategy<pb::CreateGroup> {
+    (text(), text(), text(), strings(), join_mode())
+        .prop_map(
+            |(name, description, avatar_url, member_ids, join_mode)| pb::CreateGroup {
+                name,
+                description,
+                avatar_url,
+                member_ids,
+                join_mode,
+            },
+        )
+        .boxed()
+}
+
+fn list_members() -> BoxedStrategy<pb::ListMembers> {
+    (text(), text(), num32())
+        .prop_map(|(group_id, after_user_id, limit)| pb::ListMembers {
+            group_id,
+            after_user_id,
+            limit,
+        })
+        .boxed()
+}
+
+fn join_group() -> BoxedStrategy<pb::JoinGroup> {
+    (text(), text())
+        .prop_map(|(group_id, message)| pb::JoinGroup { group_id, message })
+        .boxed()
+}
+
+fn invite_members() -> BoxedStrategy<pb::InviteMembers> {
+    (text(), strings())
+        .prop_map(|(group_id, user_ids)| pb::InviteMembers { group_id, user_ids })
+        .boxed()
+}
+
+fn kick_member() -> BoxedStrategy<pb::KickMember> {
+    (text(), text())
+        .prop_map(|(group_id, user_id)| pb::KickMember { group_id, user_id })
+        .boxed()
+}
+
+fn transfer_ownership() -> BoxedStrategy<pb::TransferOwnership> {
+    (text(), text())
+        .prop_map(|(group_id, new_owner_id)| pb::TransferOwnership {
+            group_id,
+            new_owner_id,
+        })
+        .boxed()
+}
+
+/// `optional string` fields: unset must stay unset, and set-but-empty must stay set
+/// (that is the distinction `optional` exists for), so `text()` includes "".
+fn update_group() -> BoxedStrategy<pb::UpdateGroup> {
+    (
+        text(),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        join_mode(),
+    )
+        .prop_map(
+            |(group_id, name, description, avatar_url, join_mode)| pb::UpdateGroup {
+                group_id,
+                name,
+                description,
+                avatar_url,
+                join_mode,
+            },
+        )
+        .boxed()
+}
+
+fn set_member_role() -> BoxedStrategy<pb::SetMemberRole> {
+    (text(), text(), group_role())
+        .prop_map(|(group_id, user_id, role)| pb::SetMemberRole {
+            group_id,
+            user_id,
+            role,
+        })
+        .boxed()
+}
+
+fn mute_member() -> BoxedStrategy<pb::MuteMember> {
+    (text(), text(), num())
+        .prop_map(|(group_id, user_id, until_ms)| pb::MuteMember {
+            group_id,
+            user_id,
+            until_ms,
+        })
+        .boxed()
+}
+
+fn set_mute_all() -> BoxedStrategy<pb::SetMuteAll> {
+    (text(), any::<bool>())
+        .prop_map(|(group_id, mute_all)| pb::SetMuteAll { group_id, mute_all })
+        .boxed()
+}
+
+fn decide_join_request() -> BoxedStrategy<pb::DecideJoinRequest> {
+    (text(), text(), any::<bool>())
+        .prop_map(|(group_id, user_id, accept)| pb::DecideJoinRequest {
+            group_id,
+            user_id,
+            accept,
+        })
+        .boxed()
+}
+
+fn group_request() -> BoxedStrategy<pb::GroupRequest> {
+    use group_request::Op;
+    prop_oneof![
+        1 => Just(None),
+        2 => create_group().prop_map(|o| Some(Op::Create(o))),
+        1 => Just(Some(Op::ListMine(pb::ListMyGroups {}))),
+        1 => text().prop_map(|group_id| Some(Op::Get(pb::GetGroup { group_id }))),
+        2 => list_members().prop_map(|o| Some(Op::Members(o))),
+        2 => join_group().prop_map(|o| Some(Op::Join(o))),
+        1 => text().prop_map(|group_id| Some(Op::Leave(pb::LeaveGroup { group_id }))),
+        2 => invite_members().prop_map(|o| Some(Op::Invite(o))),
+        2 => kick_member().prop_map(|o| Some(Op::Kick(o))),
+        1 => text().prop_map(|group_id| Some(Op::Dissolve(pb::DissolveGroup { group_id }))),
+        2 => transfer_ownership().prop_map(|o| Some(Op::Transfer(o))),
+        4 => update_group().prop_map(|o| Some(Op::Update(o))),
+        2 => set_member_role().prop_map(|o| Some(Op::SetRole(o))),
+        2 => mute_member().prop_map(|o| Some(Op::Mute(o))),
+        2 => set_mute_all().prop_map(|o| Some(Op::MuteAll(o))),
+        1 => text().prop_map(|group_id| {
+            Some(Op::JoinRequests(pb::ListJoinRequests { group_id }))
+        }),
+        2 => decide_join_request().prop_map(|o| Some(Op::Decide(o))),
+    ]
+    .prop_map(|op| pb::GroupRequest { op })
+    .boxed()
+}
+
+fn group_changed() -> BoxedStrategy<pb::GroupChanged> {
+    (prop::option::of(group_info()), num(), any::<bool>())
+        .prop_map(|(group, seq, pending_approval)| pb::GroupChanged {
+            group,
+            seq,
+            pending_approval,
+        })
+        .boxed()
+}
+
+fn member_page() -> BoxedStrategy<pb::MemberPage> {
+    (vec(group_member(), 0..5), text())
+        .prop_map(|(members, next_after_user_id)| pb::MemberPage {
+            members,
+            next_after_user_id,
+        })
+        .boxed()
+}
+
+fn group_response() -> BoxedStrategy<pb::GroupResponse> {
+    use group_response::Result;
+    prop_oneof![
+        1 => Just(None),
+        3 => group_changed().prop_map(|r| Some(Result::Changed(r))),
+        2 => group_info().prop_map(|r| Some(Result::Info(r))),
+        2 => vec(group_info(), 0..4)
+            .prop_map(|groups| Some(Result::List(pb::GroupList { groups }))),
+        2 => member_page().prop_map(|r| Some(Result::Members(r))),
+        2 => vec(join_request_info(), 0..4)
+            .prop_map(|requests| Some(Result::JoinRequests(pb::JoinRequestList { requests }))),
+    ]
+    .prop_map(|result| pb::GroupResponse { result })
+    .boxed()
+}
+
+// ---------------------------------------------------------------------------------
 // frame.proto
 // ---------------------------------------------------------------------------------
 
@@ -441,6 +683,7 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         2 => conversations_request().prop_map(|b| Some(Body::Conversations(b))),
         2 => report_cursors().prop_map(|b| Some(Body::Report(b))),
         2 => ping().prop_map(|b| Some(Body::Ping(b))),
+        8 => group_request().prop_map(|b| Some(Body::Group(b))),
     ]
     .boxed()
 }
@@ -466,6 +709,7 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         5 => deliver().prop_map(|b| Some(Body::Deliver(b))),
         2 => sync_done().prop_map(|b| Some(Body::SyncDone(b))),
         2 => resume_from().prop_map(|b| Some(Body::ResumeFrom(b))),
+        8 => group_response().prop_map(|b| Some(Body::Group(b))),
     ]
     .boxed()
 }
@@ -581,6 +825,92 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
         Some(Body::Conversations(_)) => vec!["client:conversations"],
         Some(Body::Report(_)) => vec!["client:report"],
         Some(Body::Ping(_)) => vec!["client:ping"],
+        Some(Body::Group(g)) => {
+            let mut names = vec!["client:group"];
+            names.extend(group_request_variants(g));
+            names
+        }
+    }
+}
+
+/// Names of the group operation a request carries and, for `UpdateGroup`, which of its
+/// optional fields are set.
+fn group_request_variants(request: &pb::GroupRequest) -> Vec<&'static str> {
+    use group_request::Op;
+    let op = match &request.op {
+        None => "group:none",
+        Some(Op::Create(_)) => "group:create",
+        Some(Op::ListMine(_)) => "group:list_mine",
+        Some(Op::Get(_)) => "group:get",
+        Some(Op::Members(_)) => "group:members",
+        Some(Op::Join(_)) => "group:join",
+        Some(Op::Leave(_)) => "group:leave",
+        Some(Op::Invite(_)) => "group:invite",
+        Some(Op::Kick(_)) => "group:kick",
+        Some(Op::Dissolve(_)) => "group:dissolve",
+        Some(Op::Transfer(_)) => "group:transfer",
+        Some(Op::Update(u)) => {
+            let name = if u.name.is_some() {
+                "update:name"
+            } else {
+                "update:no-name"
+            };
+            let description = if u.description.is_some() {
+                "update:description"
+            } else {
+                "update:no-description"
+            };
+            let avatar_url = if u.avatar_url.is_some() {
+                "update:avatar_url"
+            } else {
+                "update:no-avatar_url"
+            };
+            return vec!["group:update", name, description, avatar_url];
+        }
+        Some(Op::SetRole(_)) => "group:set_role",
+        Some(Op::Mute(_)) => "group:mute",
+        Some(Op::MuteAll(_)) => "group:mute_all",
+        Some(Op::JoinRequests(_)) => "group:join_requests",
+        Some(Op::Decide(_)) => "group:decide",
+    };
+    vec![op]
+}
+
+/// Names of the result a group response carries, and what it contains.
+fn group_response_variants(response: &pb::GroupResponse) -> Vec<&'static str> {
+    use group_response::Result;
+    match &response.result {
+        None => vec!["group_result:none"],
+        Some(Result::Changed(c)) => {
+            let group = if c.group.is_some() {
+                "changed:group"
+            } else {
+                "changed:no-group"
+            };
+            vec!["group_result:changed", group]
+        }
+        Some(Result::Info(_)) => vec!["group_result:info"],
+        Some(Result::List(l)) => {
+            let mut names = vec!["group_result:list"];
+            if !l.groups.is_empty() {
+                names.push("list:groups");
+            }
+            names
+        }
+        Some(Result::Members(page)) => {
+            let mut names = vec!["group_result:members"];
+            if !page.members.is_empty() {
+                names.push("members:members");
+            }
+            names
+        }
+        Some(Result::JoinRequests(list)) => {
+            let mut names = vec!["group_result:join_requests"];
+            if !list.requests.is_empty() {
+                names.push("join_requests:requests");
+            }
+            names
+        }
     }
 }
 
@@ -626,6 +956,11 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
         },
         Some(Body::SyncDone(_)) => vec!["server:sync_done"],
         Some(Body::ResumeFrom(_)) => vec!["server:resume_from"],
+        Some(Body::Group(g)) => {
+            let mut names = vec!["server:group"];
+            names.extend(group_response_variants(g));
+            names
+        }
     }
 }
 
@@ -668,6 +1003,30 @@ fn client_strategy_reaches_every_variant() {
         "client:conversations",
         "client:report",
         "client:ping",
+        "client:group",
+        "group:none",
+        "group:create",
+        "group:list_mine",
+        "group:get",
+        "group:members",
+        "group:join",
+        "group:leave",
+        "group:invite",
+        "group:kick",
+        "group:dissolve",
+        "group:transfer",
+        "group:update",
+        "update:name",
+        "update:no-name",
+        "update:description",
+        "update:no-description",
+        "update:avatar_url",
+        "update:no-avatar_url",
+        "group:set_role",
+        "group:mute",
+        "group:mute_all",
+        "group:join_requests",
+        "group:decide",
     ] {
         assert!(
             seen.contains(expected),
@@ -701,6 +1060,18 @@ fn server_strategy_reaches_every_variant() {
         "message:system",
         "server:sync_done",
         "server:resume_from",
+        "server:group",
+        "group_result:none",
+        "group_result:changed",
+        "changed:group",
+        "changed:no-group",
+        "group_result:info",
+        "group_result:list",
+        "list:groups",
+        "group_result:members",
+        "members:members",
+        "group_result:join_requests",
+        "join_requests:requests",
     ] {
         assert!(
             seen.contains(expected),
@@ -758,4 +1129,45 @@ fn hand_built_frames_round_trip() {
     check_round_trip(&client, b"").unwrap();
     check_round_trip(&server, &[0xff, 0x00]).unwrap();
     check_concatenated(&[server.clone(), ServerFrame::default(), server]).unwrap();
+
+    // `optional` fields: a field set to "" must come back set, not unset.
+    let update = ClientFrame {
+        req_id: 9,
+        body: Some(client_frame::Body::Group(pb::GroupRequest {
+            op: Some(group_request::Op::Update(pb::UpdateGroup {
+                group_id: "group_x".into(),
+                name: Some(String::new()),
+                description: None,
+                avatar_url: Some("https://example.com/ä.png".into()),
+                join_mode: pb::JoinMode::Approval as i32,
+            })),
+        })),
+    };
+    let changed = ServerFrame {
+        req_id: 9,
+        body: Some(server_frame::Body::Group(pb::GroupResponse {
+            result: Some(group_response::Result::Changed(pb::GroupChanged {
+                group: Some(pb::GroupInfo {
+                    group_id: "group_x".into(),
+                    conv_id: "group:group_x".into(),
+                    name: String::new(),
+                    description: "描述 🐇".into(),
+                    avatar_url: "https://example.com/ä.png".into(),
+                    owner_id: "user_a".into(),
+                    join_mode: pb::JoinMode::Approval as i32,
+                    member_count: 2,
+                    max_members: u32::MAX,
+                    mute_all: true,
+                    created_at_ms: 1_700_000_000_000,
+                    dissolved: true,
+                    my_role: pb::GroupRole::Owner as i32,
+                }),
+                seq: u64::MAX,
+                pending_approval: true,
+            })),
+        })),
+    };
+    check_round_trip(&update, b"\x00").unwrap();
+    check_round_trip(&changed, b"").unwrap();
+    check_concatenated(&[update.clone(), ClientFrame::default(), update]).unwrap();
 }

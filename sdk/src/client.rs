@@ -28,7 +28,7 @@ use crate::trust::Trust;
 /// closes the connection in the background; [`close`](Self::close) does so and waits.
 #[derive(Debug)]
 pub struct Client {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The connection dialed by `connect` and not yet authenticated. Also serializes
     /// authentication attempts.
     unauthenticated: AsyncMutex<Option<Link>>,

@@ -144,10 +144,14 @@ impl Inbox {
         self.taken_since_report >= REPORT_AFTER_MESSAGES
     }
 
+    /// A message this device sent itself (its SendAck was the confirmation). SYSTEM
+    /// messages are never "own": a group change made on this device is announced to
+    /// it like to everyone else, so every device renders the same conversation.
     fn is_own(&self, message: &pb::Message) -> bool {
-        self.me
-            .as_ref()
-            .is_some_and(|(user, device)| message.from == *user && message.from_device == *device)
+        message.kind != pb::MessageKind::System as i32
+            && self.me.as_ref().is_some_and(|(user, device)| {
+                message.from == *user && message.from_device == *device
+            })
     }
 
     /// A message from a lane or a history page. Returns whether events were queued.

@@ -18,6 +18,9 @@
 //!
 //! Public pieces, one concept per module:
 //! - [`Client`] (`client`): connect, authenticate, send, history, events, close.
+//! - Groups (`groups`): `Client::create_group`, `join_group`, `invite`, ... one
+//!   method per group operation, [`GroupUpdate`]; mutations are never resent after a
+//!   reconnect (see the module docs).
 //! - [`ClientOptions`] (`options`): device id, lanes, buffers, timeouts.
 //! - [`Trust`] (`trust`): which broker certificate to accept (file, DER, pinned
 //!   fingerprint).
@@ -37,6 +40,7 @@ mod driver;
 mod error;
 mod events;
 mod framed;
+mod groups;
 mod handshake;
 mod inbox;
 mod options;
@@ -50,10 +54,14 @@ pub use backoff::ReconnectPolicy;
 pub use client::Client;
 pub use error::{Result, SdkError};
 pub use events::{ConnectionState, Event};
+pub use groups::{GroupUpdate, MUTE_INDEFINITELY, UNMUTE};
 pub use options::ClientOptions;
 pub use transport::{TransportOptions, dial};
 pub use trust::{Trust, sha256_fingerprint};
 
 /// The wire types the API uses (`Message`, `SendRequest`, `SendAck`, `Tokens`, ...).
 pub use quip_protocol::pb;
+pub use quip_protocol::pb::{
+    GroupChanged, GroupInfo, GroupMember, GroupRole, JoinMode, JoinRequestInfo, MemberPage,
+};
 pub use quip_protocol::{ErrorCode, pb::SendAck, pb::SendRequest, pb::Tokens};

@@ -216,6 +216,7 @@ async fn open_lanes(
             send,
             items,
             chat: ctx.chat.clone(),
+            user_id: session.user_id.clone(),
             sync,
             sync_batch: ctx.config.sync_batch,
         };
@@ -337,6 +338,11 @@ async fn dispatch(
                 req_id,
                 result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})),
             )
+        }),
+        client_frame::Body::Group(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.groups.handle(caller_of(&session), request).await;
+            answer(req_id, result.map(server_frame::Body::Group))
         }),
         client_frame::Body::Refresh(request) => Box::pin(async move {
             let (ctx, session) = owned;

@@ -39,6 +39,8 @@ pub struct LaneWriter {
     pub send: quinn::SendStream,
     pub items: mpsc::Receiver<LaneItem>,
     pub chat: Arc<ChatService>,
+    /// The session's user, to find where newly seen conversations start.
+    pub user_id: String,
     /// Conversations this lane catches up first.
     pub sync: Vec<SyncPoint>,
     pub sync_batch: usize,
@@ -46,6 +48,8 @@ pub struct LaneWriter {
 
 struct State {
     positions: HashMap<Arc<str>, u64>,
+    /// Former group members get nothing past their leaving.
+    caps: HashMap<Arc<str>, u64>,
     out: Vec<Bytes>,
 }
 
@@ -57,20 +61,19 @@ impl LaneWriter {
                 .iter()
                 .map(|p| (Arc::from(p.conv_id.as_str()), p.cursor))
                 .collect(),
+            caps: self
+                .sync
+                .iter()
+                .filter(|p| p.cap != u64::MAX)
+                .map(|p| (Arc::from(p.conv_id.as_str()), p.cap))
+                .collect(),
             out: Vec::with_capacity(WRITE_BATCH),
         };
         // Tell the device where the broker resumes it from wherever it did not say so
         // itself (e.g. a reinstalled app): without this it would take the first
         // message for a gap.
         for point in self.sync.iter().filter(|p| !p.from_hello && p.cursor > 0) {
-            let resume = pb::ServerFrame {
-                req_id: 0,
-                body: Some(pb::server_frame::Body::ResumeFrom(pb::ResumeFrom {
-                    conv_id: point.conv_id.clone(),
-                    seq: point.cursor,
-                })),
-            };
-            state.out.push(encode_frame_bytes(&resume));
+            state.out.push(resume_from(&point.conv_id, point.cursor));
         }
         let mut synced = 0u64;
         for point in std::mem::take(&mut self.sync) {
@@ -79,7 +82,7 @@ impl LaneWriter {
                 self.handle(&mut state, item).await?;
             }
             let conv_id: Arc<str> = Arc::from(point.conv_id.as_str());
-            let last = self.chat.last_seq(&conv_id).await?;
+            let last = self.chat.last_seq(&conv_id).await?.min(point.cap);
             synced += self.catch_up(&mut state, &conv_id, last).await?;
             self.write_out(&mut state).await?;
         }
@@ -108,8 +111,11 @@ impl LaneWriter {
 
     async fn handle(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
         let seq = item.seq();
-        let position = state.positions.get(item.conv_id()).copied().unwrap_or(0);
-        if seq <= position {
+        let position = match state.positions.get(item.conv_id()) {
+            Some(position) => *position,
+            None => self.first_sight(state, item.conv_id()).await?,
+        };
+        if seq <= position || seq > state.caps.get(item.conv_id()).copied().unwrap_or(u64::MAX) {
             return Ok(());
         }
         if seq > position + 1 {
@@ -121,6 +127,25 @@ impl LaneWriter {
         }
         state.positions.insert(item.conv_id().clone(), seq);
         Ok(())
+    }
+
+    /// A conversation this connection has not carried yet (a new chat, or a group the
+    /// user joined meanwhile): it starts at the user's floor there, which the device
+    /// is told so that the first message is not taken for a gap.
+    async fn first_sight(
+        &mut self,
+        state: &mut State,
+        conv_id: &Arc<str>,
+    ) -> Result<u64, LaneError> {
+        let access = self.chat.start_of(&self.user_id, conv_id).await?;
+        if access.floor > 0 {
+            state.out.push(resume_from(conv_id, access.floor));
+        }
+        if access.cap != u64::MAX {
+            state.caps.insert(conv_id.clone(), access.cap);
+        }
+        state.positions.insert(conv_id.clone(), access.floor);
+        Ok(access.floor)
     }
 
     /// Reads and queues everything after the conversation's position up to `to`.
@@ -160,4 +185,14 @@ impl LaneWriter {
         }
         Ok(())
     }
+}
+
+fn resume_from(conv_id: &str, seq: u64) -> Bytes {
+    encode_frame_bytes(&pb::ServerFrame {
+        req_id: 0,
+        body: Some(pb::server_frame::Body::ResumeFrom(pb::ResumeFrom {
+            conv_id: conv_id.to_owned(),
+            seq,
+        })),
+    })
 }

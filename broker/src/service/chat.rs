@@ -12,8 +12,9 @@ use quip_protocol::ids::{self, Conversation};
 use quip_protocol::{ErrorCode, encode_frame_bytes, pb};
 
 use super::error::{ServiceError, ServiceResult};
+use super::members::MemberCache;
 use crate::router::{Origin, Router};
-use crate::store::{CursorUpdate, NewMessage, Store};
+use crate::store::{Appended, CursorUpdate, NewMessage, Store};
 
 /// Limits on requests, from the config.
 #[derive(Debug, Clone)]
@@ -44,26 +45,56 @@ pub struct SyncPoint {
     /// Highest seq the device holds.
     pub cursor: u64,
     /// Whether the device said so itself in its Hello; if not, the cursor is the
-    /// broker's stored one and the device is told with a `ResumeFrom`.
+    /// broker's stored one (or a group member's joining) and the device is told with a
+    /// `ResumeFrom`.
     pub from_hello: bool,
+    /// A former group member gets nothing after this seq (`u64::MAX` otherwise).
+    pub cap: u64,
     /// Highest committed seq at the time of the Hello.
     pub last_seq: u64,
+}
+
+/// The part of a conversation a user may see: seqs in `floor + 1 ..= cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// A group member sees the conversation from their joining on.
+    pub floor: u64,
+    /// A former member sees it up to their leaving; `u64::MAX` otherwise.
+    pub cap: u64,
+}
+
+impl Access {
+    pub const ALL: Access = Access {
+        floor: 0,
+        cap: u64::MAX,
+    };
 }
 
 #[derive(Debug)]
 pub struct ChatService {
     store: Arc<dyn Store>,
     router: Arc<Router>,
+    members: Arc<MemberCache>,
     limits: ChatLimits,
 }
 
 impl ChatService {
-    pub fn new(store: Arc<dyn Store>, router: Arc<Router>, limits: ChatLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        members: Arc<MemberCache>,
+        limits: ChatLimits,
+    ) -> Self {
         Self {
             store,
             router,
+            members,
             limits,
         }
+    }
+
+    pub fn members(&self) -> &Arc<MemberCache> {
+        &self.members
     }
 
     /// Validates a send and enqueues it. The future resolves to the ACK once the
@@ -79,19 +110,32 @@ impl ChatService {
                 "client_msg_id must be 1 to 64 of [A-Za-z0-9_.-]",
             ));
         }
-        let (conv_id, recipients) = if ids::is_user_id(&request.to) {
+        let (conv_id, group_id, recipients) = if ids::is_user_id(&request.to) {
             if request.to == caller.user_id {
                 return Err(ServiceError::invalid("cannot send a message to yourself"));
             }
             if self.store.user_by_id(&request.to).await?.is_none() {
                 return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
             }
+            if let Some(pb::send_request::Content::Text(text)) = &request.content
+                && text.mention_all
+            {
+                return Err(ServiceError::invalid("@all is for groups"));
+            }
+            let recipients: Arc<[String]> =
+                Arc::from(vec![caller.user_id.to_owned(), request.to.clone()]);
             (
                 ids::single_conv_id(caller.user_id, &request.to),
-                vec![caller.user_id.to_owned(), request.to.clone()],
+                String::new(),
+                recipients,
             )
         } else if ids::is_group_id(&request.to) {
-            return Err(ServiceError::new(ErrorCode::NotFound, "no such group"));
+            let recipients = self.check_group_send(caller.user_id, &request).await?;
+            (
+                ids::group_conv_id(&request.to),
+                request.to.clone(),
+                recipients,
+            )
         } else {
             return Err(ServiceError::invalid("`to` must be a user_… or group_… id"));
         };
@@ -100,36 +144,34 @@ impl ChatService {
             conv_id,
             from: caller.user_id.to_owned(),
             from_device: caller.device_id.to_owned(),
-            to: request.to,
+            to: if group_id.is_empty() {
+                request.to
+            } else {
+                String::new()
+            },
+            group_id,
             kind: kind as i32,
             content: request.content.map(send_content_to_message),
             client_msg_id: request.client_msg_id,
             ..Default::default()
         };
-        let appended = self.store.append(NewMessage {
-            message,
-            participants: recipients.clone(),
-        });
-        let store = self.store.clone();
-        let router = self.router.clone();
-        let (user_id, device_id, session_id) = (
-            caller.user_id.to_owned(),
-            caller.device_id.to_owned(),
-            caller.session_id,
+        // Groups: members already have the conversation in their list (added when they
+        // joined), so no per-member write happens per message.
+        let participants = if message.group_id.is_empty() {
+            recipients.to_vec()
+        } else {
+            Vec::new()
+        };
+        let posted = self.post(
+            NewMessage::new(message, participants),
+            recipients,
+            Some(caller),
         );
+        let store = self.store.clone();
+        let (user_id, device_id) = (caller.user_id.to_owned(), caller.device_id.to_owned());
         Ok(async move {
-            let appended = appended.await?;
+            let appended = posted.await?;
             let message = appended.message;
-            let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
-            let frame = deliver_frame(&message);
-            let origin = Origin {
-                user_id: &user_id,
-                session_id,
-            };
-            // A duplicate is fanned out again: if the broker died between the first
-            // ACK and its fan-out, this is how online receivers get it; lanes drop
-            // what a device already has.
-            router.deliver(&conv_id, message.seq, &frame, &recipients, Some(origin));
             // Sending a message means having read the conversation up to it.
             let read = CursorUpdate {
                 conv_id: message.conv_id.clone(),
@@ -148,6 +190,93 @@ impl ChatService {
                 duplicate: appended.duplicate,
             })
         })
+    }
+
+    /// Appends a message (enqueued before this returns) and, once it is durable, hands
+    /// it, encoded once, to every online session of `recipients`; the `origin` session
+    /// only advances. Used for chat messages and for SYSTEM messages alike.
+    pub fn post(
+        &self,
+        message: NewMessage,
+        recipients: Arc<[String]>,
+        origin: Option<Caller<'_>>,
+    ) -> impl Future<Output = ServiceResult<Appended>> + Send + 'static {
+        let appended = self.store.append(message);
+        let router = self.router.clone();
+        let origin = origin.map(|c| (c.user_id.to_owned(), c.session_id));
+        async move {
+            let appended = appended.await?;
+            let message = &appended.message;
+            let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
+            let frame = deliver_frame(message);
+            let origin = origin.as_ref().map(|(user_id, session_id)| Origin {
+                user_id,
+                session_id: *session_id,
+            });
+            // A duplicate is fanned out again: if the broker died between the first
+            // ACK and its fan-out, this is how online receivers get it; lanes drop
+            // what a device already has.
+            router.deliver(&conv_id, message.seq, &frame, &recipients, origin);
+            Ok(appended)
+        }
+    }
+
+    /// Checks that the caller may send this to the group; returns its members.
+    async fn check_group_send(
+        &self,
+        user_id: &str,
+        request: &pb::SendRequest,
+    ) -> ServiceResult<Arc<[String]>> {
+        let group = self
+            .store
+            .group(&request.to)
+            .await?
+            .ok_or_else(|| ServiceError::new(ErrorCode::NotFound, "no such group"))?;
+        if group.dissolved {
+            return Err(ServiceError::new(
+                ErrorCode::Forbidden,
+                "the group was dissolved",
+            ));
+        }
+        let member = self
+            .store
+            .member(&request.to, user_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::new(ErrorCode::Forbidden, "you are not a member of this group")
+            })?;
+        let privileged = member.role >= pb::GroupRole::Admin as i32;
+        if group.mute_all && !privileged {
+            return Err(ServiceError::new(
+                ErrorCode::Muted,
+                "only owners and admins may send now",
+            ));
+        }
+        if member.muted_until_ms > super::auth::now_ms() {
+            return Err(ServiceError::new(
+                ErrorCode::Muted,
+                "you are muted in this group",
+            ));
+        }
+        let members = self.members.member_ids(&request.to).await?;
+        if let Some(pb::send_request::Content::Text(text)) = &request.content {
+            if text.mention_all && !privileged {
+                return Err(ServiceError::new(
+                    ErrorCode::Forbidden,
+                    "only owners and admins may mention @all",
+                ));
+            }
+            if let Some(stranger) = text
+                .mention_user_ids
+                .iter()
+                .find(|id| !members.contains(id))
+            {
+                return Err(ServiceError::invalid(format!(
+                    "{stranger} is not a member of this group"
+                )));
+            }
+        }
+        Ok(members)
     }
 
     fn validate_content(&self, request: &pb::SendRequest) -> ServiceResult<pb::MessageKind> {
@@ -214,34 +343,39 @@ impl ChatService {
         Ok(kind)
     }
 
-    /// One page of a conversation's history, ascending by seq.
+    /// One page of a conversation's history, ascending by seq, limited to what the
+    /// caller may see (a group from their joining on, up to their leaving).
     pub async fn history(
         &self,
         caller: Caller<'_>,
         request: &pb::HistoryRequest,
     ) -> ServiceResult<pb::HistoryPage> {
-        self.check_member(caller.user_id, &request.conv_id)?;
+        let access = self.access(caller.user_id, &request.conv_id).await?;
         let limit = match request.limit {
             0 => self.limits.history_default_limit,
             n => n.min(self.limits.history_max_limit),
         } as usize;
+        let conv_id = &request.conv_id;
         let (messages, has_more) = match (request.before_seq, request.after_seq) {
             (0, Some(after)) => {
+                let from = after.max(access.floor).saturating_add(1);
                 let mut messages = self
                     .store
-                    .range(
-                        &request.conv_id,
-                        after.saturating_add(1),
-                        u64::MAX,
-                        limit + 1,
-                    )
+                    .range(conv_id, from, access.cap, limit + 1)
                     .await?;
                 let has_more = messages.len() > limit;
                 messages.truncate(limit);
                 (messages, has_more)
             }
-            (0, None) => self.store.before(&request.conv_id, u64::MAX, limit).await?,
-            (before, None) => self.store.before(&request.conv_id, before, limit).await?,
+            (before, None) => {
+                let before = if before == 0 { u64::MAX } else { before };
+                let before = before.min(access.cap.saturating_add(1));
+                let (mut messages, mut has_more) =
+                    self.store.before(conv_id, before, limit).await?;
+                messages.retain(|m| m.seq > access.floor);
+                has_more &= messages.first().is_some_and(|m| m.seq > access.floor + 1);
+                (messages, has_more)
+            }
             (_, Some(_)) => {
                 return Err(ServiceError::invalid(
                     "give before_seq or after_seq, not both",
@@ -275,17 +409,23 @@ impl ChatService {
         } as usize;
         let mut summaries = Vec::new();
         for conv_id in self.store.user_conversations(caller.user_id).await? {
-            let last_seq = self.store.last_seq(&conv_id).await?;
+            let Ok(access) = self.access(caller.user_id, &conv_id).await else {
+                continue;
+            };
+            let last_seq = self.store.last_seq(&conv_id).await?.min(access.cap);
             let last_message = self
                 .store
                 .range(&conv_id, last_seq, last_seq, 1)
                 .await?
-                .pop();
+                .pop()
+                .filter(|m| m.seq > access.floor);
             let read_seq = self
                 .store
                 .read_seq(caller.user_id, &conv_id)
                 .await?
+                .max(access.floor)
                 .min(last_seq);
+            let mentioned = self.store.mention_seq(caller.user_id, &conv_id).await? > read_seq;
             let peer_id = match Conversation::parse(&conv_id) {
                 Some(Conversation::Group { group_id }) => group_id.to_owned(),
                 Some(conv) => conv.peer_of(caller.user_id).unwrap_or_default().to_owned(),
@@ -298,6 +438,7 @@ impl ChatService {
                 last_seq,
                 read_seq,
                 unread: last_seq - read_seq,
+                mentioned,
             });
         }
         let activity =
@@ -330,8 +471,8 @@ impl ChatService {
         }
         let mut updates = Vec::with_capacity(report.reports.len());
         for entry in report.reports {
-            self.check_member(caller.user_id, &entry.conv_id)?;
-            let last = self.store.last_seq(&entry.conv_id).await?;
+            let access = self.access(caller.user_id, &entry.conv_id).await?;
+            let last = self.store.last_seq(&entry.conv_id).await?.min(access.cap);
             updates.push(CursorUpdate {
                 delivered_seq: entry.delivered_seq.min(last),
                 read_seq: entry.read_seq.min(last),
@@ -345,15 +486,16 @@ impl ChatService {
     }
 
     /// Where each of the user's conversations stands for a connecting device. Cursors
-    /// from the Hello win over the stored ones; cursors past the end are clamped;
-    /// cursors naming conversations the user is not in are refused.
+    /// from the Hello win over the stored ones; cursors past the end are clamped, and
+    /// so are cursors before a group member's joining; cursors naming conversations
+    /// the user is not in are refused.
     pub async fn sync_points(
         &self,
         caller: Caller<'_>,
         hello_cursors: &[pb::Cursor],
     ) -> ServiceResult<Vec<SyncPoint>> {
         for cursor in hello_cursors {
-            self.check_member(caller.user_id, &cursor.conv_id)?;
+            self.access(caller.user_id, &cursor.conv_id).await?;
         }
         let stored: std::collections::HashMap<String, u64> = self
             .store
@@ -363,7 +505,10 @@ impl ChatService {
             .collect();
         let mut points = Vec::new();
         for conv_id in self.store.user_conversations(caller.user_id).await? {
-            let last_seq = self.store.last_seq(&conv_id).await?;
+            let Ok(access) = self.access(caller.user_id, &conv_id).await else {
+                continue;
+            };
+            let last_seq = self.store.last_seq(&conv_id).await?.min(access.cap);
             let from_hello = hello_cursors
                 .iter()
                 .find(|c| c.conv_id == conv_id)
@@ -371,15 +516,23 @@ impl ChatService {
             let cursor = from_hello
                 .or_else(|| stored.get(&conv_id).copied())
                 .unwrap_or(0)
+                .max(access.floor)
                 .min(last_seq);
             points.push(SyncPoint {
+                from_hello: from_hello == Some(cursor),
                 conv_id,
                 cursor,
                 last_seq,
-                from_hello: from_hello.is_some(),
+                cap: access.cap,
             });
         }
         Ok(points)
+    }
+
+    /// Where a device starts in a conversation it has not seen on this connection
+    /// (a group it joined meanwhile starts at its joining), and where it must stop.
+    pub async fn start_of(&self, user_id: &str, conv_id: &str) -> ServiceResult<Access> {
+        self.access(user_id, conv_id).await
     }
 
     /// Committed messages `from..=to` of a conversation, for lane catch-up.
@@ -397,17 +550,37 @@ impl ChatService {
         Ok(self.store.last_seq(conv_id).await?)
     }
 
-    /// Refuses conversations the user is not part of, and malformed ids.
-    fn check_member(&self, user_id: &str, conv_id: &str) -> ServiceResult<()> {
+    /// What part of a conversation the user may see. Refuses malformed ids and
+    /// conversations the user never took part in.
+    pub async fn access(&self, user_id: &str, conv_id: &str) -> ServiceResult<Access> {
+        let forbidden =
+            || ServiceError::new(ErrorCode::Forbidden, "you are not in this conversation");
         match Conversation::parse(conv_id) {
             None => Err(ServiceError::invalid(format!(
                 "malformed conversation id {conv_id:?}"
             ))),
-            Some(conv @ Conversation::Single { .. }) if conv.is_single_party(user_id) => Ok(()),
-            Some(_) => Err(ServiceError::new(
-                ErrorCode::Forbidden,
-                "you are not in this conversation",
-            )),
+            Some(conv @ Conversation::Single { .. }) => {
+                if conv.is_single_party(user_id) {
+                    Ok(Access::ALL)
+                } else {
+                    Err(forbidden())
+                }
+            }
+            Some(Conversation::Group { group_id }) => {
+                if let Some(member) = self.store.member(group_id, user_id).await? {
+                    return Ok(Access {
+                        floor: member.joined_after_seq,
+                        cap: u64::MAX,
+                    });
+                }
+                match self.store.former_member(group_id, user_id).await? {
+                    Some(former) => Ok(Access {
+                        floor: former.joined_after_seq,
+                        cap: former.left_seq,
+                    }),
+                    None => Err(forbidden()),
+                }
+            }
         }
     }
 }

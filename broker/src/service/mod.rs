@@ -4,9 +4,13 @@
 pub mod auth;
 pub mod chat;
 pub mod error;
+pub mod groups;
+pub mod members;
 pub mod tokens;
 
 pub use auth::{AuthService, Authenticated, CredentialRules};
-pub use chat::{Caller, ChatLimits, ChatService, SyncPoint};
+pub use chat::{Access, Caller, ChatLimits, ChatService, SyncPoint};
 pub use error::{ServiceError, ServiceResult};
+pub use groups::{GroupLimits, GroupService};
+pub use members::MemberCache;
 pub use tokens::TokenIssuer;

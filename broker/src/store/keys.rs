@@ -8,6 +8,12 @@
 //! | `m` conv 0 seq | Message (protobuf) |
 //! | `d` sender 0 client_msg_id | DedupRecord |
 //! | `u` user 0 conv | empty: the user takes part in conv |
+//! | `g` group | GroupRecord |
+//! | `G` group 0 user | MemberRecord |
+//! | `F` group 0 user | FormerMemberRecord (left, keeps history up to a seq) |
+//! | `Q` group 0 user | JoinRequestRecord |
+//! | `M` user 0 conv | highest seq mentioning the user |
+//! | `A` conv | highest seq mentioning everyone (@all) |
 //!
 //! Tree `accounts`: `n` lowercase(username) → user id; `i` user id → UserRecord;
 //! `r` sha256(refresh token) → RefreshRecord.
@@ -44,6 +50,43 @@ pub(crate) fn user_conv_prefix(user_id: &str) -> Vec<u8> {
     let mut key = join(b'u', &[user_id]);
     key.push(0);
     key
+}
+
+pub(crate) fn group(group_id: &str) -> Vec<u8> {
+    join(b'g', &[group_id])
+}
+
+pub(crate) fn member(group_id: &str, user_id: &str) -> Vec<u8> {
+    join(b'G', &[group_id, user_id])
+}
+
+/// Prefix of a group's members; a member key is this plus the user id.
+pub(crate) fn member_prefix(group_id: &str) -> Vec<u8> {
+    let mut key = join(b'G', &[group_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn former_member(group_id: &str, user_id: &str) -> Vec<u8> {
+    join(b'F', &[group_id, user_id])
+}
+
+pub(crate) fn join_request(group_id: &str, user_id: &str) -> Vec<u8> {
+    join(b'Q', &[group_id, user_id])
+}
+
+pub(crate) fn join_request_prefix(group_id: &str) -> Vec<u8> {
+    let mut key = join(b'Q', &[group_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn mention(user_id: &str, conv_id: &str) -> Vec<u8> {
+    join(b'M', &[user_id, conv_id])
+}
+
+pub(crate) fn mention_all(conv_id: &str) -> Vec<u8> {
+    join(b'A', &[conv_id])
 }
 
 pub(crate) fn username(name: &str) -> Vec<u8> {

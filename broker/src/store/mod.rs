@@ -26,7 +26,9 @@ use std::pin::Pin;
 
 use quip_protocol::pb;
 
-pub use records::{RefreshRecord, UserRecord};
+pub use records::{
+    FormerMemberRecord, GroupRecord, JoinRequestRecord, MemberRecord, RefreshRecord, UserRecord,
+};
 pub use sled::SledStore;
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
@@ -76,6 +78,39 @@ pub struct NewMessage {
     pub message: pb::Message,
     /// Users whose conversation list must contain this conversation afterwards.
     pub participants: Vec<String>,
+    /// Group state changes that this (SYSTEM) message announces. They commit in the
+    /// same atomic batch as the message, with its seq, so the conversation and the
+    /// group's state can never disagree, not even after a crash.
+    pub group_writes: Vec<GroupWrite>,
+}
+
+impl NewMessage {
+    pub fn new(message: pb::Message, participants: Vec<String>) -> Self {
+        Self {
+            message,
+            participants,
+            group_writes: Vec::new(),
+        }
+    }
+}
+
+/// A change to a group, applied with the SYSTEM message that announces it.
+#[derive(Debug, Clone)]
+pub enum GroupWrite {
+    /// Creates or replaces the group's record.
+    Group(GroupRecord),
+    /// Adds a member, who will see the conversation from this message on: the store
+    /// sets `joined_after_seq` to the message's seq - 1 and clears any former-member
+    /// record and pending join request.
+    Join(MemberRecord),
+    /// Replaces an existing member's record (role, mute) as given.
+    Update(MemberRecord),
+    /// Removes a member, who keeps the history up to and including this message.
+    Leave {
+        group_id: String,
+        user_id: String,
+        joined_after_seq: u64,
+    },
 }
 
 /// The result of an append.
@@ -146,8 +181,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> StoreFuture<'a, (Vec<pb::Message>, bool)>;
 
-    /// Conversations a user takes part in.
+    /// Conversations a user takes part in (groups they left included).
     fn user_conversations<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    /// Highest seq of a conversation that mentions the user, by id or @all (0: none).
+    fn mention_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64>;
+
+    // --- groups (changes go through `append` with `GroupWrite`s) ---
+
+    fn group<'a>(&'a self, group_id: &'a str) -> StoreFuture<'a, Option<GroupRecord>>;
+    fn member<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<MemberRecord>>;
+    fn former_member<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<FormerMemberRecord>>;
+    /// Members ordered by user id, starting after `after_user_id` ("" from the start).
+    fn members<'a>(
+        &'a self,
+        group_id: &'a str,
+        after_user_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<MemberRecord>>;
+    /// Records (or replaces) a pending join request.
+    fn put_join_request(&self, request: JoinRequestRecord) -> StoreFuture<'_, ()>;
+    /// Removes and returns a pending join request.
+    fn take_join_request<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<JoinRequestRecord>>;
+    fn join_requests<'a>(&'a self, group_id: &'a str) -> StoreFuture<'a, Vec<JoinRequestRecord>>;
 
     // --- cursors ---
 

@@ -43,3 +43,73 @@ pub(crate) struct DedupRecord {
     #[prost(uint64, tag = "3")]
     pub expires_at_ms: u64,
 }
+
+/// A group's settings. Stored under `g` group_id in the `chat` tree, so that changes
+/// commit atomically with the SYSTEM message announcing them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GroupRecord {
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub description: String,
+    #[prost(string, tag = "4")]
+    pub avatar_url: String,
+    #[prost(string, tag = "5")]
+    pub owner_id: String,
+    /// `quip.v1.JoinMode`.
+    #[prost(int32, tag = "6")]
+    pub join_mode: i32,
+    #[prost(bool, tag = "7")]
+    pub mute_all: bool,
+    #[prost(uint64, tag = "8")]
+    pub created_at_ms: u64,
+    #[prost(bool, tag = "9")]
+    pub dissolved: bool,
+    #[prost(uint32, tag = "10")]
+    pub member_count: u32,
+}
+
+/// One member of a group: `G` group_id 0 user_id in the `chat` tree.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberRecord {
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    #[prost(string, tag = "2")]
+    pub user_id: String,
+    /// `quip.v1.GroupRole`.
+    #[prost(int32, tag = "3")]
+    pub role: i32,
+    #[prost(uint64, tag = "4")]
+    pub joined_at_ms: u64,
+    /// The member sees the group conversation from seq `joined_after_seq + 1` on (the
+    /// SYSTEM message of their joining). Set by the store when the member is added.
+    #[prost(uint64, tag = "5")]
+    pub joined_after_seq: u64,
+    #[prost(uint64, tag = "6")]
+    pub muted_until_ms: u64,
+}
+
+/// A member who left or was removed keeps the history up to and including `left_seq`
+/// (the SYSTEM message of their leaving): `F` group_id 0 user_id.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FormerMemberRecord {
+    #[prost(uint64, tag = "1")]
+    pub joined_after_seq: u64,
+    #[prost(uint64, tag = "2")]
+    pub left_seq: u64,
+}
+
+/// A pending request to join an approval-mode group: `Q` group_id 0 user_id.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JoinRequestRecord {
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    #[prost(string, tag = "2")]
+    pub user_id: String,
+    #[prost(string, tag = "3")]
+    pub message: String,
+    #[prost(uint64, tag = "4")]
+    pub requested_at_ms: u64,
+}

@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 use super::records::DedupRecord;
 use super::writer::{self, AppendJob, Shared, WriterConfig, now_ms};
 use super::{
-    Appended, CursorUpdate, Durability, NewMessage, RefreshRecord, Store, StoreError, StoreFuture,
-    StoreStats, UserRecord, keys,
+    Appended, CursorUpdate, Durability, FormerMemberRecord, GroupRecord, JoinRequestRecord,
+    MemberRecord, NewMessage, RefreshRecord, Store, StoreError, StoreFuture, StoreStats,
+    UserRecord, keys,
 };
 
 /// Settings of the sled store.
@@ -135,6 +136,13 @@ impl SledStore {
             Some(seq) => stored.min(*seq),
             None => stored,
         })
+    }
+
+    fn get_record<T: prost::Message + Default>(
+        &self,
+        key: Vec<u8>,
+    ) -> Result<Option<T>, StoreError> {
+        decode_opt(self.chat.get(key)?)
     }
 
     fn sync_flush(&self) -> StoreFuture<'_, ()> {
@@ -319,6 +327,100 @@ impl Store for SledStore {
                 .map(|entry| {
                     let (key, _) = entry?;
                     Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+                })
+                .collect()
+        };
+        ready(read())
+    }
+
+    fn mention_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64> {
+        let read = || -> Result<u64, StoreError> {
+            let direct = read_u64(self.chat.get(keys::mention(user_id, conv_id))?);
+            let all = read_u64(self.chat.get(keys::mention_all(conv_id))?);
+            Ok(direct.max(all).min(self.committed_seq(conv_id)?))
+        };
+        ready(read())
+    }
+
+    fn group<'a>(&'a self, group_id: &'a str) -> StoreFuture<'a, Option<GroupRecord>> {
+        ready(self.get_record(keys::group(group_id)))
+    }
+
+    fn member<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<MemberRecord>> {
+        ready(self.get_record(keys::member(group_id, user_id)))
+    }
+
+    fn former_member<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<FormerMemberRecord>> {
+        ready(self.get_record(keys::former_member(group_id, user_id)))
+    }
+
+    fn members<'a>(
+        &'a self,
+        group_id: &'a str,
+        after_user_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<MemberRecord>> {
+        let prefix = keys::member_prefix(group_id);
+        let mut start = prefix.clone();
+        start.extend_from_slice(after_user_id.as_bytes());
+        // Strictly after `after_user_id`: append a 0 byte, the smallest possible suffix.
+        if !after_user_id.is_empty() {
+            start.push(0);
+        }
+        let read = || -> Result<Vec<MemberRecord>, StoreError> {
+            self.chat
+                .range(start..)
+                .take_while(|entry| {
+                    entry
+                        .as_ref()
+                        .map_or(true, |(key, _)| key.starts_with(&prefix))
+                })
+                .take(limit)
+                .map(|entry| {
+                    let (_, value) = entry?;
+                    Ok(MemberRecord::decode(value.as_ref())?)
+                })
+                .collect()
+        };
+        ready(read())
+    }
+
+    fn put_join_request(&self, request: JoinRequestRecord) -> StoreFuture<'_, ()> {
+        let key = keys::join_request(&request.group_id, &request.user_id);
+        match self.chat.insert(key, request.encode_to_vec()) {
+            Ok(_) => self.sync_flush(),
+            Err(error) => ready(Err(error.into())),
+        }
+    }
+
+    fn take_join_request<'a>(
+        &'a self,
+        group_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<JoinRequestRecord>> {
+        ready(
+            self.chat
+                .remove(keys::join_request(group_id, user_id))
+                .map_err(StoreError::from)
+                .and_then(decode_opt),
+        )
+    }
+
+    fn join_requests<'a>(&'a self, group_id: &'a str) -> StoreFuture<'a, Vec<JoinRequestRecord>> {
+        let read = || -> Result<Vec<JoinRequestRecord>, StoreError> {
+            self.chat
+                .scan_prefix(keys::join_request_prefix(group_id))
+                .map(|entry| {
+                    let (_, value) = entry?;
+                    Ok(JoinRequestRecord::decode(value.as_ref())?)
                 })
                 .collect()
         };

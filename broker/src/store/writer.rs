@@ -20,8 +20,8 @@ use prost::Message as _;
 use quip_protocol::{ids, pb};
 use tokio::sync::oneshot;
 
-use super::records::DedupRecord;
-use super::{Appended, Durability, NewMessage, StoreError, StoreStats, keys};
+use super::records::{DedupRecord, FormerMemberRecord};
+use super::{Appended, Durability, GroupWrite, NewMessage, StoreError, StoreStats, keys};
 
 /// Caps the writer's caches; past this many entries they are cleared and refilled
 /// from the tree on demand.
@@ -167,6 +167,7 @@ impl Writer {
             let NewMessage {
                 mut message,
                 participants,
+                group_writes,
             } = message;
             let dedup_key = keys::dedup(&message.from, &message.client_msg_id);
             if let Some(original) = in_batch.get(&dedup_key) {
@@ -210,6 +211,10 @@ impl Writer {
                     batch.insert(key.clone(), &[][..]);
                     new_user_convs.push(key);
                 }
+            }
+            record_mentions(&mut batch, &message);
+            for write in group_writes {
+                apply_group_write(&mut batch, write, seq);
             }
             commits.push((message.conv_id.clone(), seq));
             in_batch.insert(dedup_key, message.clone());
@@ -291,6 +296,56 @@ impl Writer {
             .or_insert(last);
         self.last_seq.insert(conv_id.to_owned(), last + 1);
         Ok(last + 1)
+    }
+}
+
+/// Mention marks, so the conversation list can say "mentioned me" without scanning.
+fn record_mentions(batch: &mut sled::Batch, message: &pb::Message) {
+    let Some(pb::message::Content::Text(text)) = &message.content else {
+        return;
+    };
+    let seq = message.seq.to_be_bytes();
+    for user_id in &text.mention_user_ids {
+        batch.insert(keys::mention(user_id, &message.conv_id), &seq[..]);
+    }
+    if text.mention_all {
+        batch.insert(keys::mention_all(&message.conv_id), &seq[..]);
+    }
+}
+
+fn apply_group_write(batch: &mut sled::Batch, write: GroupWrite, seq: u64) {
+    match write {
+        GroupWrite::Group(group) => {
+            batch.insert(keys::group(&group.group_id), group.encode_to_vec())
+        }
+        GroupWrite::Join(mut member) => {
+            member.joined_after_seq = seq - 1;
+            batch.remove(keys::former_member(&member.group_id, &member.user_id));
+            batch.remove(keys::join_request(&member.group_id, &member.user_id));
+            batch.insert(
+                keys::member(&member.group_id, &member.user_id),
+                member.encode_to_vec(),
+            );
+        }
+        GroupWrite::Update(member) => batch.insert(
+            keys::member(&member.group_id, &member.user_id),
+            member.encode_to_vec(),
+        ),
+        GroupWrite::Leave {
+            group_id,
+            user_id,
+            joined_after_seq,
+        } => {
+            batch.remove(keys::member(&group_id, &user_id));
+            let former = FormerMemberRecord {
+                joined_after_seq,
+                left_seq: seq,
+            };
+            batch.insert(
+                keys::former_member(&group_id, &user_id),
+                former.encode_to_vec(),
+            );
+        }
     }
 }
 
