@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use quip_bench::{new_text, user_id};
 use quip_broker::Durability;
 use quip_broker::store::sled::SledOptions;
@@ -54,6 +56,9 @@ fn appends(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("store/append_1000");
     group.throughput(Throughput::Elements(APPENDS_PER_ITER as u64));
+    // An iteration takes milliseconds: equal-sized samples fit the measurement time,
+    // where criterion's default linear sampling would need 210 iterations.
+    group.sampling_mode(SamplingMode::Flat);
     for (durability, name) in [(Durability::Os, "os"), (Durability::Fsync, "fsync")] {
         for spread in [Spread::DistinctConversations, Spread::OneConversation] {
             let (_dir, store) = open(durability);

@@ -80,23 +80,20 @@ pub fn send_client_frame(req_id: u64) -> pb::ClientFrame {
 /// the chat service builds it. `client_msg_id` must be unique per sender, or the store
 /// answers from its dedup record instead of appending.
 pub fn new_text(from: &str, to: &str, client_msg_id: u64) -> NewMessage {
-    NewMessage {
-        message: pb::Message {
-            conv_id: ids::single_conv_id(from, to),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            kind: pb::MessageKind::Text as i32,
-            content: Some(pb::message::Content::Text(pb::TextContent {
-                text: TEXT_100.to_owned(),
-                ..Default::default()
-            })),
-            client_msg_id: format!("c-{client_msg_id:016x}"),
-            from_device: "phone".to_owned(),
+    let message = pb::Message {
+        conv_id: ids::single_conv_id(from, to),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        kind: pb::MessageKind::Text as i32,
+        content: Some(pb::message::Content::Text(pb::TextContent {
+            text: TEXT_100.to_owned(),
             ..Default::default()
-        },
-        participants: vec![from.to_owned(), to.to_owned()],
-        group_writes: Vec::new(),
-    }
+        })),
+        client_msg_id: format!("c-{client_msg_id:016x}"),
+        from_device: "phone".to_owned(),
+        ..Default::default()
+    };
+    NewMessage::new(message, vec![from.to_owned(), to.to_owned()])
 }
 
 /// A transport that is never closed: the fan-out benches size their lanes so that no

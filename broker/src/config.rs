@@ -18,6 +18,17 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// UDP address of the QUIC endpoint.
     pub quic_addr: SocketAddr,
+    /// TCP address of the browser bridge (REST, WebSocket, web client); none disables it.
+    pub http_addr: Option<SocketAddr>,
+    /// Browser origins allowed to open WebSockets (e.g. "https://chat.example.com");
+    /// empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket message; bigger ones close the socket with 1009.
+    pub ws_max_message_bytes: usize,
+    /// A WebSocket silent for this long is closed (the server pings every 30 s).
+    pub ws_idle_timeout_ms: u64,
+    /// Largest REST request body.
+    pub http_max_body_bytes: usize,
     /// PEM certificate chain; without it a self-signed certificate is generated in
     /// the data dir and reused.
     pub cert: Option<PathBuf>,
@@ -82,6 +93,11 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./data"),
             quic_addr: "0.0.0.0:4433".parse().expect("valid literal"),
+            http_addr: Some("0.0.0.0:8080".parse().expect("valid literal")),
+            allowed_origins: Vec::new(),
+            ws_max_message_bytes: 64 * 1024,
+            ws_idle_timeout_ms: 75_000,
+            http_max_body_bytes: 1 << 20,
             cert: None,
             key: None,
             durability: Durability::Fsync,
@@ -136,6 +152,29 @@ pub struct Cli {
     /// QUIC (UDP) listen address. [default: 0.0.0.0:4433]
     #[arg(long, env = "QUIP_QUIC_ADDR")]
     pub quic_addr: Option<SocketAddr>,
+    /// HTTP listen address of the browser bridge (REST, WebSocket, web client).
+    /// [default: 0.0.0.0:8080]
+    #[arg(long, env = "QUIP_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Do not serve HTTP (browsers) at all.
+    #[arg(long, env = "QUIP_NO_HTTP")]
+    pub no_http: bool,
+    /// Origin allowed to open WebSockets; repeat for several (default: any).
+    #[arg(
+        long = "allowed-origin",
+        env = "QUIP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket message in bytes. [default: 65536]
+    #[arg(long, env = "QUIP_WS_MAX_MESSAGE_BYTES")]
+    pub ws_max_message_bytes: Option<usize>,
+    /// WebSocket idle timeout in milliseconds. [default: 75000]
+    #[arg(long, env = "QUIP_WS_IDLE_TIMEOUT_MS")]
+    pub ws_idle_timeout_ms: Option<u64>,
+    /// Largest REST request body in bytes. [default: 1048576]
+    #[arg(long, env = "QUIP_HTTP_MAX_BODY_BYTES")]
+    pub http_max_body_bytes: Option<usize>,
     /// PEM certificate chain (default: self-signed, generated in the data dir).
     #[arg(long, env = "QUIP_CERT", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -297,8 +336,20 @@ impl Config {
             store_max_batch,
             store_queue_len,
             shutdown_grace_ms,
-            max_group_members
+            max_group_members,
+            ws_max_message_bytes,
+            ws_idle_timeout_ms,
+            http_max_body_bytes
         );
+        if let Some(addr) = cli.http_addr {
+            config.http_addr = Some(addr);
+        }
+        if cli.no_http {
+            config.http_addr = None;
+        }
+        if !cli.allowed_origins.is_empty() {
+            config.allowed_origins = cli.allowed_origins.clone();
+        }
         if let Ok(secret) = std::env::var("QUIP_JWT_SECRET") {
             config.jwt_secret = Some(secret);
         }
@@ -373,6 +424,7 @@ impl Config {
         Config {
             data_dir: data_dir.to_owned(),
             quic_addr: "127.0.0.1:0".parse().expect("valid literal"),
+            http_addr: Some("127.0.0.1:0".parse().expect("valid literal")),
             jwt_secret: Some("test-secret-test-secret-test-secret".into()),
             ..Config::default()
         }

@@ -5,11 +5,15 @@
 //! - [`store`]: `trait Store` and the embedded sled implementation (group commit).
 //! - [`service`]: transport-free handlers (auth, chat).
 //! - [`router`]: online sessions and fan-out with a slow-consumer policy.
-//! - [`quic`]: the quinn endpoint, control stream and delivery lanes.
+//! - [`quic`]: the quinn endpoint and control stream; [`lane`]: delivery lanes.
+//! - [`dispatch`]: requests, for every transport; [`bridge`]: the browser bridge's backend.
 //! - [`shutdown`], [`server`]: lifecycle.
 
+pub mod bridge;
 pub mod config;
 pub mod context;
+pub mod dispatch;
+pub mod lane;
 pub mod quic;
 pub mod router;
 pub mod server;

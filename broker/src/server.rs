@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bridge::BrokerBackend;
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::quic::{self, tls::TlsIdentity};
@@ -35,6 +36,11 @@ pub enum StartError {
     Tls(#[from] quic::tls::TlsError),
     #[error(transparent)]
     Quic(#[from] quic::QuicError),
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running broker.
@@ -48,6 +54,8 @@ pub struct Broker {
     shutdown: Shutdown,
     drained: Drained,
     accept: tokio::task::JoinHandle<()>,
+    http_addr: Option<SocketAddr>,
+    http: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -139,11 +147,22 @@ impl Broker {
                 source,
             })?;
         let (shutdown, drained) = Shutdown::new();
+        let (http_addr, http) = match ctx.config.http_addr {
+            Some(addr) => {
+                let (bound, task) =
+                    serve_http(addr, &ctx, quic_addr.port(), shutdown.clone()).await?;
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
         let accept = tokio::spawn(quic::accept_loop(
             endpoint.clone(),
             ctx.clone(),
             shutdown.clone(),
         ));
+        if let Some(http_addr) = http_addr {
+            tracing::info!(%http_addr, "browser bridge listening (REST, /ws, web client)");
+        }
         tracing::info!(%quic_addr, durability = ?ctx.config.durability, data_dir = %data_dir.display(), "quip broker listening");
         Ok(Broker {
             quic_addr,
@@ -154,7 +173,14 @@ impl Broker {
             shutdown,
             drained,
             accept,
+            http_addr,
+            http,
         })
+    }
+
+    /// Where the browser bridge listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn quic_addr(&self) -> SocketAddr {
@@ -180,11 +206,16 @@ impl Broker {
         let grace = Duration::from_millis(self.ctx.config.shutdown_grace_ms);
         self.shutdown.trigger();
         let _ = self.accept.await;
+        // Every session, QUIC or WebSocket, is told why it ends.
         self.ctx.router.close_all(
             quip_protocol::ErrorCode::ShuttingDown,
             "broker shutting down",
         );
         quic::close_all(&self.endpoint);
+        if let Some(http) = self.http {
+            // Stopped accepting on the signal; WebSockets end with their sessions.
+            let _ = tokio::time::timeout(grace, http).await;
+        }
         drop(self.shutdown);
         if !self.drained.wait(grace).await {
             tracing::warn!("some connections did not finish within the shutdown grace period");
@@ -198,6 +229,41 @@ impl Broker {
         drop(self.ctx);
         tracing::info!("quip broker stopped");
     }
+}
+
+/// Binds the browser bridge and serves it until shutdown.
+async fn serve_http(
+    addr: SocketAddr,
+    ctx: &Arc<BrokerContext>,
+    quic_port: u16,
+    shutdown: Shutdown,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Http { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Http { addr, source })?;
+    let config = &ctx.config;
+    let bridge = quip_bridge_ws::BridgeConfig {
+        ws_max_message_bytes: config.ws_max_message_bytes,
+        ws_idle_timeout: Duration::from_millis(config.ws_idle_timeout_ms),
+        allowed_origins: config.allowed_origins.clone(),
+        max_body_bytes: config.http_max_body_bytes,
+        quic_port,
+        ..quip_bridge_ws::BridgeConfig::default()
+    };
+    let app = quip_bridge_ws::router(Arc::new(BrokerBackend::new(ctx.clone())), bridge);
+    let task = tokio::spawn(async move {
+        let stop = async move { shutdown.signalled().await };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
 }
 
 /// The HMAC secret: from config, else from `jwt_secret_file`, else generated once in

@@ -7,11 +7,13 @@
 //! - [`codec`]: varint-length-delimited frames with a size limit.
 //! - [`ids`]: user, group, message and conversation ids and their rules.
 //! - [`error`]: stable error codes and their names.
+//! - [`json`]: the browser JSON format (SimpleIM-compatible) to and from protobuf.
 //! - [`order`]: per-conversation in-order release, dedup and gap detection.
 
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod json;
 pub mod order;
 
 /// Generated protobuf types, package `quip.v1`.

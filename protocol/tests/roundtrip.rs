@@ -401,6 +401,25 @@ fn ping() -> BoxedStrategy<pb::Ping> {
         .boxed()
 }
 
+fn lookup_user() -> BoxedStrategy<pb::LookupUser> {
+    prop_oneof![
+        1 => Just(pb::LookupUser { key: None }),
+        2 => text().prop_map(|id| pb::LookupUser { key: Some(pb::lookup_user::Key::UserId(id)) }),
+        2 => text().prop_map(|name| pb::LookupUser { key: Some(pb::lookup_user::Key::Username(name)) }),
+    ]
+    .boxed()
+}
+
+fn user_info() -> BoxedStrategy<pb::UserInfo> {
+    (text(), text(), text())
+        .prop_map(|(user_id, username, nickname)| pb::UserInfo {
+            user_id,
+            username,
+            nickname,
+        })
+        .boxed()
+}
+
 fn pong() -> BoxedStrategy<pb::Pong> {
     (num(), num())
         .prop_map(|(client_time_ms, server_time_ms)| pb::Pong {
@@ -683,6 +702,7 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         2 => conversations_request().prop_map(|b| Some(Body::Conversations(b))),
         2 => report_cursors().prop_map(|b| Some(Body::Report(b))),
         2 => ping().prop_map(|b| Some(Body::Ping(b))),
+        2 => lookup_user().prop_map(|b| Some(Body::LookupUser(b))),
         8 => group_request().prop_map(|b| Some(Body::Group(b))),
     ]
     .boxed()
@@ -706,6 +726,7 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         3 => conversation_list().prop_map(|b| Some(Body::Conversations(b))),
         1 => Just(Some(Body::ReportOk(pb::ReportOk {}))),
         2 => pong().prop_map(|b| Some(Body::Pong(b))),
+        2 => user_info().prop_map(|b| Some(Body::User(b))),
         5 => deliver().prop_map(|b| Some(Body::Deliver(b))),
         2 => sync_done().prop_map(|b| Some(Body::SyncDone(b))),
         2 => resume_from().prop_map(|b| Some(Body::ResumeFrom(b))),
@@ -825,6 +846,7 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
         Some(Body::Conversations(_)) => vec!["client:conversations"],
         Some(Body::Report(_)) => vec!["client:report"],
         Some(Body::Ping(_)) => vec!["client:ping"],
+        Some(Body::LookupUser(_)) => vec!["client:lookup_user"],
         Some(Body::Group(g)) => {
             let mut names = vec!["client:group"];
             names.extend(group_request_variants(g));
@@ -950,6 +972,7 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
         Some(Body::Conversations(_)) => vec!["server:conversations"],
         Some(Body::ReportOk(_)) => vec!["server:report_ok"],
         Some(Body::Pong(_)) => vec!["server:pong"],
+        Some(Body::User(_)) => vec!["server:user"],
         Some(Body::Deliver(d)) => match &d.message {
             None => vec!["server:deliver", "deliver:empty"],
             Some(m) => vec!["server:deliver", message_variant(m)],
@@ -1003,6 +1026,7 @@ fn client_strategy_reaches_every_variant() {
         "client:conversations",
         "client:report",
         "client:ping",
+        "client:lookup_user",
         "client:group",
         "group:none",
         "group:create",
@@ -1051,6 +1075,7 @@ fn server_strategy_reaches_every_variant() {
         "server:conversations",
         "server:report_ok",
         "server:pong",
+        "server:user",
         "server:deliver",
         "deliver:empty",
         "message:no-content",

@@ -74,7 +74,8 @@ struct Target {
     conv_id: String,
     /// Oldest seq printed from history (0: none), for `/history`.
     oldest: u64,
-    /// Newest seq seen, for `/read`.
+    /// Newest seq printed: a live message at or below it was already shown by
+    /// `/open` (which races with live delivery).
     newest: u64,
 }
 
@@ -180,12 +181,13 @@ impl Chat {
                     self.learn_group(&message.group_id, is_system(&message))
                         .await;
                 }
-                if let Some(target) = self
-                    .target
-                    .as_mut()
-                    .filter(|t| t.conv_id == message.conv_id)
-                {
-                    target.newest = target.newest.max(message.seq);
+                if let Some(target) = self.target.as_mut() {
+                    if target.conv_id == message.conv_id {
+                        if message.seq <= target.newest {
+                            return;
+                        }
+                        target.newest = message.seq;
+                    }
                 }
                 println!("{}", self.render(&message, true));
             }
@@ -284,9 +286,6 @@ impl Chat {
             .send_text_with_mentions(&target.to, text, &mentions, mention_all)
             .await?;
         println!("  -> #{} sent", ack.seq);
-        if let Some(target) = &mut self.target {
-            target.newest = target.newest.max(ack.seq);
-        }
         Ok(())
     }
 
@@ -311,7 +310,7 @@ impl Chat {
         }
         self.target = Some(Target {
             to: id.to_string(),
-            newest: newest.max(self.client.cursor(&conv_id)),
+            newest,
             conv_id,
             oldest,
         });
@@ -370,6 +369,7 @@ impl Chat {
         let Some(target) = &self.target else {
             bail!("no conversation open");
         };
+        // The cursor also covers this device's own sends.
         let seq = target.newest.max(self.client.cursor(&target.conv_id));
         if seq == 0 {
             println!("(nothing to mark read)");

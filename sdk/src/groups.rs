@@ -13,10 +13,9 @@
 //!
 //! Every mutation answers with [`GroupChanged`](pb::GroupChanged): the group as it is
 //! now and the seq of the SYSTEM message that recorded the change in the group
-//! conversation (`group:<group_id>`). Other members (and this user's other devices)
-//! receive that SYSTEM message as an [`Event::Message`](crate::Event::Message); the
-//! device that made the change does not (as with its own sends), the returned value is
-//! its confirmation.
+//! conversation (`group:<group_id>`). Every member's devices, including the one that
+//! made the change, also receive that SYSTEM message as an
+//! [`Event::Message`](crate::Event::Message), in order with the chat.
 
 use quip_protocol::pb::{self, group_request::Op, group_response::Result as GroupResult};
 use quip_protocol::{client_frame, server_frame};

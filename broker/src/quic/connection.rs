@@ -4,8 +4,6 @@
 //! answered as they complete, each echoing its `req_id`. Sends are enqueued to the
 //! store in the order they arrive, so pipelined sends get seqs in request order.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +13,11 @@ use quip_protocol::{ErrorCode, FrameError, client_frame, lane_for, pb, server_fr
 use tracing::Instrument;
 
 use super::frames::{FrameReader, FrameWriter, ReadError};
-use super::lane::LaneWriter;
 use crate::context::BrokerContext;
+use crate::dispatch::{Pending, Requester, authenticate, dispatch, hello_ok, response};
+use crate::lane::LaneWriter;
 use crate::router::{Session, SessionCloser};
-use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
+use crate::service::{Caller, ServiceError};
 use crate::shutdown::ShutdownGuard;
 
 /// How long a final error frame may take to reach the peer before we close anyway.
@@ -33,8 +32,6 @@ impl SessionCloser for QuicCloser {
         self.0.close(code.close_code().into(), reason.as_bytes());
     }
 }
-
-type Pending = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
 
 /// Serves one accepted connection until it ends.
 pub(crate) async fn serve(
@@ -137,16 +134,8 @@ async fn run(
         }
     };
 
-    let hello_ok = pb::HelloOk {
-        user_id: user_id.clone(),
-        username: authenticated.user.username.clone(),
-        nickname: authenticated.user.nickname.clone(),
-        device_id: device_id.clone(),
-        tokens: authenticated.tokens,
-        lanes,
-        max_frame_bytes: config.max_frame_bytes as u32,
-        server_time_ms: crate::service::auth::now_ms(),
-    };
+    let hello_ok = hello_ok(ctx, authenticated, &device_id, lanes);
+
     let reply = response(req_id, server_frame::Body::HelloOk(hello_ok));
     if let Err(error) = writer.send(&reply).await {
         ctx.router.unregister(&session);
@@ -174,25 +163,6 @@ async fn run(
     };
     ctx.router.unregister(&session);
     result
-}
-
-async fn authenticate(ctx: &BrokerContext, hello: &pb::Hello) -> ServiceResult<Authenticated> {
-    use pb::hello::Auth;
-    let device = &hello.device_id;
-    match &hello.auth {
-        Some(Auth::AccessToken(token)) => ctx.auth.authenticate_token(token, device).await,
-        Some(Auth::Password(p)) => ctx.auth.login(&p.username, &p.password, device).await,
-        Some(Auth::Register(r)) => {
-            ctx.auth
-                .register(&r.username, &r.password, &r.nickname, device)
-                .await
-        }
-        Some(Auth::RefreshToken(token)) => ctx.auth.refresh(token, device).await,
-        None => Err(ServiceError::new(
-            ErrorCode::Unauthenticated,
-            "Hello carries no credentials",
-        )),
-    }
 }
 
 /// Opens the session's lanes and starts their writers.
@@ -229,7 +199,7 @@ async fn open_lanes(
                     tracing::debug!(%error, lane, "lane ended");
                     // A lane that cannot write makes the session useless: end it so
                     // the device reconnects and resumes.
-                    if matches!(error, super::lane::LaneError::Service(_)) {
+                    if matches!(error, crate::lane::LaneError::Service(_)) {
                         close(
                             &connection,
                             ErrorCode::Unavailable,
@@ -252,15 +222,19 @@ async fn control_loop(
     writer: &mut FrameWriter,
 ) -> Result<(), String> {
     let max_inflight = ctx.config.max_inflight_per_connection;
+    let requester = Arc::new(Requester {
+        user_id: session.user_id.clone(),
+        device_id: session.device_id.clone(),
+        session_id: session.id,
+    });
     let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
     loop {
         tokio::select! {
             frame = reader.next::<pb::ClientFrame>(), if inflight.len() < max_inflight => {
                 match frame {
                     Ok(Some(frame)) => {
-                        if let Some(pending) = dispatch(ctx, session, frame).await {
-                            inflight.push(pending);
-                        }
+                        let pending = dispatch(ctx, &requester, frame).await;
+                        inflight.push(pending);
                     }
                     Ok(None) => {
                         close(connection, ErrorCode::Unspecified, "control stream finished");
@@ -278,116 +252,6 @@ async fn control_loop(
                 writer.flush().await.map_err(|e| e.to_string())?;
             }
         }
-    }
-}
-
-/// Starts one request. Returns the future that answers it.
-async fn dispatch(
-    ctx: &Arc<BrokerContext>,
-    session: &Arc<Session>,
-    frame: pb::ClientFrame,
-) -> Option<Pending> {
-    let req_id = frame.req_id;
-    let caller = Caller {
-        user_id: &session.user_id,
-        device_id: &session.device_id,
-        session_id: session.id,
-    };
-    let Some(body) = frame.body else {
-        return Some(ready(
-            req_id,
-            Err(ServiceError::invalid("frame has no body")),
-        ));
-    };
-    let owned = (ctx.clone(), session.clone());
-    let pending: Pending = match body {
-        client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
-            Ok(ack) => {
-                Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) })
-            }
-            Err(error) => ready(req_id, Err(error)),
-        },
-        client_frame::Body::Hello(_) => ready(
-            req_id,
-            Err(ServiceError::new(
-                ErrorCode::AlreadyAuthenticated,
-                "already authenticated",
-            )),
-        ),
-        client_frame::Body::Ping(ping) => ready(
-            req_id,
-            Ok(server_frame::Body::Pong(pb::Pong {
-                client_time_ms: ping.client_time_ms,
-                server_time_ms: crate::service::auth::now_ms(),
-            })),
-        ),
-        client_frame::Body::History(request) => Box::pin(async move {
-            let (ctx, session) = owned;
-            let result = ctx.chat.history(caller_of(&session), &request).await;
-            answer(req_id, result.map(server_frame::Body::History))
-        }),
-        client_frame::Body::Conversations(request) => Box::pin(async move {
-            let (ctx, session) = owned;
-            let result = ctx.chat.conversations(caller_of(&session), &request).await;
-            answer(req_id, result.map(server_frame::Body::Conversations))
-        }),
-        client_frame::Body::Report(report) => Box::pin(async move {
-            let (ctx, session) = owned;
-            let result = ctx.chat.report(caller_of(&session), report).await;
-            answer(
-                req_id,
-                result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})),
-            )
-        }),
-        client_frame::Body::Group(request) => Box::pin(async move {
-            let (ctx, session) = owned;
-            let result = ctx.groups.handle(caller_of(&session), request).await;
-            answer(req_id, result.map(server_frame::Body::Group))
-        }),
-        client_frame::Body::Refresh(request) => Box::pin(async move {
-            let (ctx, session) = owned;
-            let result = ctx
-                .auth
-                .refresh(&request.refresh_token, &session.device_id)
-                .await;
-            let tokens = result.and_then(|a| {
-                a.tokens
-                    .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no tokens issued"))
-            });
-            answer(req_id, tokens.map(server_frame::Body::Tokens))
-        }),
-    };
-    Some(pending)
-}
-
-fn caller_of(session: &Session) -> Caller<'_> {
-    Caller {
-        user_id: &session.user_id,
-        device_id: &session.device_id,
-        session_id: session.id,
-    }
-}
-
-fn ready(req_id: u64, result: ServiceResult<server_frame::Body>) -> Pending {
-    Box::pin(std::future::ready(answer(req_id, result)))
-}
-
-fn answer(req_id: u64, result: ServiceResult<server_frame::Body>) -> (u64, server_frame::Body) {
-    match result {
-        Ok(body) => (req_id, body),
-        Err(error) => {
-            if error.code() == ErrorCode::Unavailable || error.code() == ErrorCode::Internal {
-                tracing::warn!(%error, "request failed");
-            }
-            (req_id, server_frame::Body::Error(error.to_pb()))
-        }
-    }
-}
-
-fn response(req_id: u64, body: server_frame::Body) -> pb::ServerFrame {
-    pb::ServerFrame {
-        req_id,
-        body: Some(body),
     }
 }
 

@@ -2,7 +2,6 @@
 
 mod connection;
 mod frames;
-mod lane;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -189,6 +189,27 @@ impl AuthService {
         })
     }
 
+    /// A user's public profile, by id or username; NOT_FOUND when there is none.
+    pub async fn lookup(&self, key: &pb::lookup_user::Key) -> ServiceResult<pb::UserInfo> {
+        let user = match key {
+            pb::lookup_user::Key::UserId(user_id) if ids::is_user_id(user_id) => {
+                self.store.user_by_id(user_id).await?
+            }
+            pb::lookup_user::Key::Username(username)
+                if !username.is_empty() && username.len() <= 64 =>
+            {
+                self.store.user_by_username(username).await?
+            }
+            _ => None,
+        };
+        let user = user.ok_or_else(|| ServiceError::new(ErrorCode::NotFound, "no such user"))?;
+        Ok(pb::UserInfo {
+            user_id: user.user_id,
+            username: user.username,
+            nickname: user.nickname,
+        })
+    }
+
     async fn active_user(&self, user_id: &str) -> ServiceResult<UserRecord> {
         let user = self
             .store

@@ -16,7 +16,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::auth::now_ms;
 use super::chat::{Caller, ChatService};
 use super::error::{ServiceError, ServiceResult};
-use crate::store::{GroupRecord, GroupWrite, JoinRequestRecord, MemberRecord, NewMessage, Store};
+use crate::store::{
+    CursorUpdate, GroupRecord, GroupWrite, JoinRequestRecord, MemberRecord, NewMessage, Store,
+};
 
 /// Limits on groups, from the config.
 #[derive(Debug, Clone)]
@@ -778,7 +780,21 @@ impl GroupService {
             .post(new_message, Arc::from(recipients), None)
             .await;
         self.chat.members().invalidate(group_id);
-        Ok(posted?.message.seq)
+        let seq = posted?.message.seq;
+        // The actor has seen their own change: it does not count as unread for them.
+        let read = CursorUpdate {
+            conv_id: ids::group_conv_id(group_id),
+            delivered_seq: 0,
+            read_seq: seq,
+        };
+        if let Err(error) = self
+            .store
+            .update_cursors(caller.user_id, caller.device_id, vec![read])
+            .await
+        {
+            tracing::warn!(%error, "could not move the actor's read mark");
+        }
+        Ok(seq)
     }
 
     async fn lock(&self, group_id: &str) -> OwnedMutexGuard<()> {

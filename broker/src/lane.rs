@@ -1,5 +1,6 @@
-//! One delivery lane of one session: a server-opened unidirectional stream and the
-//! task that writes it.
+//! One delivery lane of one session, and the task that writes it: to a server-opened
+//! QUIC unidirectional stream, or to the channel of an in-process bridge session. The
+//! transport is a [`FrameSink`].
 //!
 //! The lane keeps, per conversation, the highest seq the device holds (`position`).
 //! It first catches every conversation of its share up from the device's cursor to
@@ -27,16 +28,48 @@ const WRITE_BATCH: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
-    #[error(transparent)]
-    Write(#[from] quinn::WriteError),
+    /// The transport went away; the session is over.
+    #[error("lane closed: {0}")]
+    Closed(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
 
+/// Where a lane's encoded frames go. Writes may wait (flow control): while they do,
+/// the lane's queue fills, and a full queue closes the session as a slow consumer.
+pub trait FrameSink: Send + 'static {
+    /// Writes every frame, in order; all of `frames` is consumed on success.
+    fn write_all(
+        &mut self,
+        frames: &mut [Bytes],
+    ) -> impl Future<Output = Result<(), LaneError>> + Send;
+}
+
+impl FrameSink for quinn::SendStream {
+    async fn write_all(&mut self, frames: &mut [Bytes]) -> Result<(), LaneError> {
+        self.write_all_chunks(frames)
+            .await
+            .map_err(|e| LaneError::Closed(e.to_string()))
+    }
+}
+
+/// In-process sessions (the WebSocket bridge) receive each encoded frame on a bounded
+/// channel.
+impl FrameSink for mpsc::Sender<Bytes> {
+    async fn write_all(&mut self, frames: &mut [Bytes]) -> Result<(), LaneError> {
+        for frame in frames.iter_mut() {
+            self.send(std::mem::take(frame))
+                .await
+                .map_err(|_| LaneError::Closed("session channel closed".into()))?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
-pub struct LaneWriter {
+pub struct LaneWriter<S> {
     pub lane: u32,
-    pub send: quinn::SendStream,
+    pub send: S,
     pub items: mpsc::Receiver<LaneItem>,
     pub chat: Arc<ChatService>,
     /// The session's user, to find where newly seen conversations start.
@@ -53,7 +86,7 @@ struct State {
     out: Vec<Bytes>,
 }
 
-impl LaneWriter {
+impl<S: FrameSink> LaneWriter<S> {
     pub async fn run(mut self) -> Result<(), LaneError> {
         let mut state = State {
             positions: self
@@ -180,7 +213,7 @@ impl LaneWriter {
 
     async fn write_out(&mut self, state: &mut State) -> Result<(), LaneError> {
         if !state.out.is_empty() {
-            self.send.write_all_chunks(&mut state.out).await?;
+            self.send.write_all(&mut state.out).await?;
             state.out.clear();
         }
         Ok(())

@@ -1,0 +1,53 @@
+//! What the bridge needs from a broker, as protocol frames. The broker implements it
+//! in-process; nothing here knows how messages are stored or routed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use quip_protocol::{client_frame, pb, server_frame};
+use tokio::sync::{mpsc, oneshot};
+
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, pb::Error>> + Send + 'a>>;
+
+/// An authenticated device making REST requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+/// A live session, like a QUIC connection: requests go in, and everything the broker
+/// writes (responses with their `req_id`, deliveries, `ResumeFrom`, `SyncDone`) comes
+/// out as encoded, length-delimited `ServerFrame`s, in order per conversation.
+#[derive(Debug)]
+pub struct BackendSession {
+    pub hello_ok: pb::HelloOk,
+    /// Bounded: a bridge that stops reading makes the broker close the session as a
+    /// slow consumer.
+    pub requests: mpsc::Sender<pb::ClientFrame>,
+    pub frames: mpsc::Receiver<Bytes>,
+    /// Resolves with the reason when the broker ends the session (slow consumer, the
+    /// same device connected again, shutdown).
+    pub closed: oneshot::Receiver<pb::Error>,
+}
+
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs a `Hello` without opening a session: registration, login, refresh, or an
+    /// access-token check. Returns what a QUIC client would get.
+    fn authenticate(&self, hello: pb::Hello) -> BackendFuture<'_, pb::HelloOk>;
+
+    /// Checks an access token and says whose it is.
+    fn identify<'a>(&'a self, access_token: &'a str) -> BackendFuture<'a, Identity>;
+
+    /// One request on behalf of `identity` (REST).
+    fn request<'a>(
+        &'a self,
+        identity: &'a Identity,
+        body: client_frame::Body,
+    ) -> BackendFuture<'a, server_frame::Body>;
+
+    /// Opens a session for a `Hello` carrying an access token: it syncs everything the
+    /// device has not reported delivered, then delivers live.
+    fn open_session(&self, hello: pb::Hello) -> BackendFuture<'_, BackendSession>;
+}

@@ -1,0 +1,699 @@
+//! The REST API, SimpleIM-compatible: every response is `{code, message, data}`;
+//! errors carry Quip's stable error code and the matching HTTP status.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use quip_protocol::json::message_to_json;
+use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::{BridgeState, Identity};
+
+type AppState = State<Arc<BridgeState>>;
+
+/// Every REST route; the OpenAPI test checks each one is documented.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/register"),
+    ("post", "/api/login"),
+    ("post", "/api/refresh"),
+    ("get", "/api/me"),
+    ("get", "/api/users/by-username/{username}"),
+    ("get", "/api/conversations"),
+    ("post", "/api/conversations/{conversation_id}/read"),
+    ("get", "/api/messages/private/{user_id}"),
+    ("get", "/api/messages/group/{group_id}"),
+    ("get", "/api/groups/my"),
+    ("post", "/api/groups"),
+    ("get", "/api/groups/{group_id}"),
+    ("post", "/api/groups/{group_id}/join"),
+    ("post", "/api/groups/{group_id}/leave"),
+    ("get", "/api/groups/{group_id}/members"),
+    ("get", "/health"),
+    ("get", "/api/openapi.json"),
+];
+
+pub fn routes() -> Router<Arc<BridgeState>> {
+    Router::new()
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .route("/api/refresh", post(refresh))
+        .route("/api/me", get(me))
+        .route("/api/users/by-username/{username}", get(user_by_username))
+        .route("/api/conversations", get(conversations))
+        .route("/api/conversations/{conversation_id}/read", post(mark_read))
+        .route("/api/messages/private/{user_id}", get(private_history))
+        .route("/api/messages/group/{group_id}", get(group_history))
+        .route("/api/groups/my", get(my_groups))
+        .route("/api/groups", post(create_group))
+        .route("/api/groups/{group_id}", get(get_group))
+        .route("/api/groups/{group_id}/join", post(join_group))
+        .route("/api/groups/{group_id}/leave", post(leave_group))
+        .route("/api/groups/{group_id}/members", get(group_members))
+        .route("/health", get(health))
+        .route("/api/openapi.json", get(crate::openapi::serve))
+}
+
+/// An error response: the stable code, a readable message, the right HTTP status.
+#[derive(Debug)]
+pub struct ApiError(pub pb::Error);
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError(pb::Error::new(code, message))
+    }
+}
+
+impl From<pb::Error> for ApiError {
+    fn from(error: pb::Error) -> Self {
+        ApiError(error)
+    }
+}
+
+/// The HTTP status for an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        InvalidArgument | BadFrame | Unsupported => StatusCode::BAD_REQUEST,
+        Unauthenticated | InvalidCredentials | TokenExpired | TokenInvalid => {
+            StatusCode::UNAUTHORIZED
+        }
+        Forbidden | Muted | AccountDisabled => StatusCode::FORBIDDEN,
+        NotFound => StatusCode::NOT_FOUND,
+        UsernameTaken | AlreadyAuthenticated | GroupFull => StatusCode::CONFLICT,
+        FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RateLimited | TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+        Unavailable | ShuttingDown | SlowConsumer | SessionReplaced => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Internal | Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.error_code();
+        let body = json!({"code": self.0.code, "message": self.0.message, "error": code.name(), "data": null});
+        (status_of(code), Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn ok(data: Value) -> ApiResult {
+    Ok(Json(json!({"code": 0, "message": "success", "data": data})))
+}
+
+/// The caller of an authenticated endpoint, from `Authorization: Bearer <token>`.
+#[derive(Debug)]
+pub struct Authed(pub Identity);
+
+impl FromRequestParts<Arc<BridgeState>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<BridgeState>,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "missing Authorization: Bearer <token>",
+                )
+            })?;
+        Ok(Authed(state.backend.identify(token).await?))
+    }
+}
+
+/// A JSON body, with malformed JSON answered in the API's own error format.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+async fn call(
+    state: &BridgeState,
+    identity: &Identity,
+    body: client_frame::Body,
+) -> Result<server_frame::Body, ApiError> {
+    Ok(state.backend.request(identity, body).await?)
+}
+
+fn unexpected() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "unexpected answer from the broker")
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterBody {
+    username: String,
+    #[serde(default)]
+    nickname: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+    /// Identifies this browser; generated when absent.
+    #[serde(default)]
+    device_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshBody {
+    refresh_token: String,
+    device_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReadBody {
+    seq: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateGroupBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    avatar: String,
+    #[serde(default)]
+    member_ids: Vec<String>,
+    /// "open" (default), "approval" or "invite_only".
+    #[serde(default)]
+    join_mode: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct JoinBody {
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct HistoryQuery {
+    /// Page size (default 50, at most 200).
+    #[serde(default)]
+    limit: u32,
+    /// Messages with a smaller seq; 0 for the newest page.
+    #[serde(default)]
+    last_seq: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    #[serde(default)]
+    limit: u32,
+    #[serde(default)]
+    page_token: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct MembersQuery {
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    limit: u32,
+}
+
+#[utoipa::path(post, path = "/api/register", request_body = RegisterBody,
+    responses((status = 200, description = "{user_id, username, nickname}"), (status = 409, description = "username taken")))]
+pub async fn register(State(state): AppState, Body(body): Body<RegisterBody>) -> ApiResult {
+    let hello = pb::Hello {
+        auth: Some(pb::hello::Auth::Register(pb::RegisterAuth {
+            username: body.username,
+            password: body.password,
+            nickname: body.nickname,
+        })),
+        device_id: "web-register".into(),
+        client_version: "quip-bridge-ws".into(),
+        ..Default::default()
+    };
+    let hello_ok = state.backend.authenticate(hello).await?;
+    ok(
+        json!({"user_id": hello_ok.user_id, "username": hello_ok.username, "nickname": hello_ok.nickname}),
+    )
+}
+
+fn session_data(hello_ok: &pb::HelloOk, headers: &HeaderMap, quic_port: u16) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let hostname = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let tokens = hello_ok.tokens.clone().unwrap_or_default();
+    json!({
+        "user_id": hello_ok.user_id,
+        "username": hello_ok.username,
+        "nickname": hello_ok.nickname,
+        "device_id": hello_ok.device_id,
+        "token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "expires_at": tokens.access_expires_at_ms,
+        "refresh_expires_at": tokens.refresh_expires_at_ms,
+        "websocket_url": format!("ws://{host}/ws"),
+        "quic_url": format!("quic://{hostname}:{quic_port}"),
+    })
+}
+
+#[utoipa::path(post, path = "/api/login", request_body = LoginBody,
+    responses((status = 200, description = "{user_id, username, nickname, token, refresh_token, expires_at, websocket_url, quic_url, device_id}"),
+               (status = 401, description = "wrong username or password")))]
+pub async fn login(
+    State(state): AppState,
+    headers: HeaderMap,
+    Body(body): Body<LoginBody>,
+) -> ApiResult {
+    let device_id = if body.device_id.is_empty() {
+        format!("web-{:016x}", rand_u64())
+    } else {
+        body.device_id
+    };
+    let hello = pb::Hello {
+        auth: Some(pb::hello::Auth::Password(pb::PasswordAuth {
+            username: body.username,
+            password: body.password,
+        })),
+        device_id,
+        client_version: "quip-bridge-ws".into(),
+        ..Default::default()
+    };
+    let hello_ok = state.backend.authenticate(hello).await?;
+    ok(session_data(&hello_ok, &headers, state.config.quic_port))
+}
+
+#[utoipa::path(post, path = "/api/refresh", request_body = RefreshBody,
+    responses((status = 200, description = "same as login"), (status = 401, description = "refresh token invalid or expired")))]
+pub async fn refresh(
+    State(state): AppState,
+    headers: HeaderMap,
+    Body(body): Body<RefreshBody>,
+) -> ApiResult {
+    let hello = pb::Hello {
+        auth: Some(pb::hello::Auth::RefreshToken(body.refresh_token)),
+        device_id: body.device_id,
+        client_version: "quip-bridge-ws".into(),
+        ..Default::default()
+    };
+    let hello_ok = state.backend.authenticate(hello).await?;
+    ok(session_data(&hello_ok, &headers, state.config.quic_port))
+}
+
+async fn lookup(state: &BridgeState, identity: &Identity, key: pb::lookup_user::Key) -> ApiResult {
+    match call(
+        state,
+        identity,
+        client_frame::Body::LookupUser(pb::LookupUser { key: Some(key) }),
+    )
+    .await?
+    {
+        server_frame::Body::User(user) => ok(
+            json!({"user_id": user.user_id, "username": user.username, "nickname": user.nickname}),
+        ),
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/me", responses((status = 200, description = "{user_id, username, nickname}")), security(("bearer" = [])))]
+pub async fn me(State(state): AppState, Authed(identity): Authed) -> ApiResult {
+    lookup(
+        &state,
+        &identity,
+        pb::lookup_user::Key::UserId(identity.user_id.clone()),
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/api/users/by-username/{username}", params(("username" = String, Path)),
+    responses((status = 200, description = "{user_id, username, nickname}"), (status = 404, description = "no such user")), security(("bearer" = [])))]
+pub async fn user_by_username(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(username): Path<String>,
+) -> ApiResult {
+    lookup(&state, &identity, pb::lookup_user::Key::Username(username)).await
+}
+
+#[utoipa::path(get, path = "/api/conversations", params(PageQuery),
+    responses((status = 200, description = "{conversations, next_page_token}")), security(("bearer" = [])))]
+pub async fn conversations(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Query(query): Query<PageQuery>,
+) -> ApiResult {
+    let request = pb::ConversationsRequest {
+        page_token: query.page_token,
+        limit: query.limit,
+    };
+    let server_frame::Body::Conversations(list) = call(
+        &state,
+        &identity,
+        client_frame::Body::Conversations(request),
+    )
+    .await?
+    else {
+        return Err(unexpected());
+    };
+    let conversations: Vec<Value> = list
+        .conversations
+        .iter()
+        .map(|c| {
+            json!({
+                "conversation_id": c.conv_id,
+                "type": if c.conv_id.starts_with(ids::GROUP_CONV_PREFIX) { 2 } else { 1 },
+                "peer_id": c.peer_id,
+                "last_message": c.last_message.as_ref().map(message_to_json),
+                "last_seq": c.last_seq,
+                "read_seq": c.read_seq,
+                "unread": c.unread,
+                "mentioned": c.mentioned,
+            })
+        })
+        .collect();
+    ok(json!({"conversations": conversations, "next_page_token": list.next_page_token}))
+}
+
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/read", params(("conversation_id" = String, Path)), request_body = ReadBody,
+    responses((status = 200, description = "{}")), security(("bearer" = [])))]
+pub async fn mark_read(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(conversation_id): Path<String>,
+    Body(body): Body<ReadBody>,
+) -> ApiResult {
+    let report = pb::ReportCursors {
+        reports: vec![pb::CursorReport {
+            conv_id: conversation_id,
+            delivered_seq: 0,
+            read_seq: body.seq,
+        }],
+    };
+    call(&state, &identity, client_frame::Body::Report(report)).await?;
+    ok(json!({}))
+}
+
+async fn history(
+    state: &BridgeState,
+    identity: &Identity,
+    conv_id: String,
+    query: HistoryQuery,
+) -> ApiResult {
+    let request = pb::HistoryRequest {
+        conv_id,
+        before_seq: query.last_seq,
+        after_seq: None,
+        limit: query.limit,
+    };
+    let server_frame::Body::History(page) =
+        call(state, identity, client_frame::Body::History(request)).await?
+    else {
+        return Err(unexpected());
+    };
+    let messages: Vec<Value> = page.messages.iter().map(message_to_json).collect();
+    ok(json!({"messages": messages, "has_more": page.has_more}))
+}
+
+#[utoipa::path(get, path = "/api/messages/private/{user_id}", params(("user_id" = String, Path), HistoryQuery),
+    responses((status = 200, description = "{messages, has_more}")), security(("bearer" = [])))]
+pub async fn private_history(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(user_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
+    if !ids::is_user_id(&user_id) || user_id == identity.user_id {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "user_id must be another user's id",
+        ));
+    }
+    let conv_id = ids::single_conv_id(&identity.user_id, &user_id);
+    history(&state, &identity, conv_id, query).await
+}
+
+#[utoipa::path(get, path = "/api/messages/group/{group_id}", params(("group_id" = String, Path), HistoryQuery),
+    responses((status = 200, description = "{messages, has_more}")), security(("bearer" = [])))]
+pub async fn group_history(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
+    if !ids::is_group_id(&group_id) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "malformed group id",
+        ));
+    }
+    history(&state, &identity, ids::group_conv_id(&group_id), query).await
+}
+
+fn group_json(group: &pb::GroupInfo) -> Value {
+    let join_mode = match pb::JoinMode::try_from(group.join_mode) {
+        Ok(pb::JoinMode::Approval) => "approval",
+        Ok(pb::JoinMode::InviteOnly) => "invite_only",
+        _ => "open",
+    };
+    let my_role = match pb::GroupRole::try_from(group.my_role) {
+        Ok(pb::GroupRole::Owner) => "owner",
+        Ok(pb::GroupRole::Admin) => "admin",
+        Ok(pb::GroupRole::Member) => "member",
+        _ => "",
+    };
+    json!({
+        "group_id": group.group_id,
+        "conversation_id": group.conv_id,
+        "name": group.name,
+        "description": group.description,
+        "avatar": group.avatar_url,
+        "owner_id": group.owner_id,
+        "member_count": group.member_count,
+        "max_members": group.max_members,
+        "join_mode": join_mode,
+        "mute_all": group.mute_all,
+        "my_role": my_role,
+        "dissolved": group.dissolved,
+        "created_at": group.created_at_ms,
+    })
+}
+
+async fn group_op(
+    state: &BridgeState,
+    identity: &Identity,
+    op: pb::group_request::Op,
+) -> Result<pb::group_response::Result, ApiError> {
+    let request = pb::GroupRequest { op: Some(op) };
+    match call(state, identity, client_frame::Body::Group(request)).await? {
+        server_frame::Body::Group(pb::GroupResponse {
+            result: Some(result),
+        }) => Ok(result),
+        _ => Err(unexpected()),
+    }
+}
+
+fn changed_json(result: pb::group_response::Result) -> ApiResult {
+    match result {
+        pb::group_response::Result::Changed(changed) => ok(json!({
+            "group": changed.group.as_ref().map(group_json),
+            "seq": changed.seq,
+            "pending_approval": changed.pending_approval,
+        })),
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/groups/my", responses((status = 200, description = "{total, groups}")), security(("bearer" = [])))]
+pub async fn my_groups(State(state): AppState, Authed(identity): Authed) -> ApiResult {
+    match group_op(
+        &state,
+        &identity,
+        pb::group_request::Op::ListMine(pb::ListMyGroups {}),
+    )
+    .await?
+    {
+        pb::group_response::Result::List(list) => {
+            let groups: Vec<Value> = list.groups.iter().map(group_json).collect();
+            ok(json!({"total": groups.len(), "groups": groups}))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/groups", request_body = CreateGroupBody,
+    responses((status = 200, description = "the group")), security(("bearer" = [])))]
+pub async fn create_group(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Body(body): Body<CreateGroupBody>,
+) -> ApiResult {
+    let join_mode = match body.join_mode.as_str() {
+        "" | "open" => pb::JoinMode::Open,
+        "approval" => pb::JoinMode::Approval,
+        "invite_only" => pb::JoinMode::InviteOnly,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("unknown join_mode {other:?}"),
+            ));
+        }
+    };
+    let create = pb::CreateGroup {
+        name: body.name,
+        description: body.description,
+        avatar_url: body.avatar,
+        member_ids: body.member_ids,
+        join_mode: join_mode as i32,
+    };
+    match group_op(&state, &identity, pb::group_request::Op::Create(create)).await? {
+        pb::group_response::Result::Changed(changed) => ok(changed
+            .group
+            .as_ref()
+            .map(group_json)
+            .unwrap_or(Value::Null)),
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/groups/{group_id}", params(("group_id" = String, Path)),
+    responses((status = 200, description = "the group")), security(("bearer" = [])))]
+pub async fn get_group(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+) -> ApiResult {
+    match group_op(
+        &state,
+        &identity,
+        pb::group_request::Op::Get(pb::GetGroup { group_id }),
+    )
+    .await?
+    {
+        pb::group_response::Result::Info(info) => ok(group_json(&info)),
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/groups/{group_id}/join", params(("group_id" = String, Path)), request_body(content = JoinBody, description = "optional"),
+    responses((status = 200, description = "{group, seq, pending_approval}")), security(("bearer" = [])))]
+pub async fn join_group(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    // The body is optional (SimpleIM sends none).
+    let message = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<JoinBody>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("invalid JSON body: {e}"),
+                )
+            })?
+            .message
+    };
+    changed_json(
+        group_op(
+            &state,
+            &identity,
+            pb::group_request::Op::Join(pb::JoinGroup { group_id, message }),
+        )
+        .await?,
+    )
+}
+
+#[utoipa::path(post, path = "/api/groups/{group_id}/leave", params(("group_id" = String, Path)),
+    responses((status = 200, description = "{group, seq}")), security(("bearer" = [])))]
+pub async fn leave_group(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+) -> ApiResult {
+    changed_json(
+        group_op(
+            &state,
+            &identity,
+            pb::group_request::Op::Leave(pb::LeaveGroup { group_id }),
+        )
+        .await?,
+    )
+}
+
+#[utoipa::path(get, path = "/api/groups/{group_id}/members", params(("group_id" = String, Path), MembersQuery),
+    responses((status = 200, description = "{members, next_after}")), security(("bearer" = [])))]
+pub async fn group_members(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> ApiResult {
+    let list = pb::ListMembers {
+        group_id,
+        after_user_id: query.after,
+        limit: query.limit,
+    };
+    match group_op(&state, &identity, pb::group_request::Op::Members(list)).await? {
+        pb::group_response::Result::Members(page) => {
+            let members: Vec<Value> = page
+                .members
+                .iter()
+                .map(|m| {
+                    let role = match pb::GroupRole::try_from(m.role) {
+                        Ok(pb::GroupRole::Owner) => "owner",
+                        Ok(pb::GroupRole::Admin) => "admin",
+                        _ => "member",
+                    };
+                    json!({"user_id": m.user_id, "nickname": m.nickname, "role": role, "joined_at": m.joined_at_ms, "muted_until": m.muted_until_ms})
+                })
+                .collect();
+            ok(json!({"members": members, "next_after": page.next_after_user_id}))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "{status: ok}")))]
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Good enough for a device id suffix; no cryptographic use.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}

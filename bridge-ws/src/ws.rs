@@ -1,0 +1,345 @@
+//! The browser WebSocket: SimpleIM's JSON frames over a backend session.
+//!
+//! One task per socket relays both ways. Browser frames become protocol requests
+//! (each with a `req_id` remembered with the browser's `message_id`, so the ACK can
+//! echo it); protocol frames from the broker become JSON. Bad frames get an error
+//! frame and the socket stays usable; an oversized frame closes it with 1009.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use prost::Message as _;
+use quip_protocol::json::{
+    ack_to_json, error_to_json, message_to_json, send_request_from_json, types,
+};
+use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::BridgeState;
+use crate::backend::BackendSession;
+use crate::rest::ApiError;
+
+/// WebSocket close codes: 1009 for an oversized message, and 4000 + the Quip error
+/// code when the broker ends the session (e.g. 4012 slow consumer, 4020 replaced).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_IDLE: u16 = 1001;
+pub const CLOSE_APP_BASE: u16 = 4000;
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: String,
+    /// Defaults to the device the token was issued to.
+    #[serde(default)]
+    device_id: String,
+}
+
+/// `GET /ws?token=…`: checks the origin and the token, opens the session, upgrades.
+pub async fn upgrade(
+    State(state): State<Arc<BridgeState>>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&state.config.allowed_origins, &headers) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let identity = match state.backend.identify(&query.token).await {
+        Ok(identity) => identity,
+        Err(error) => return ApiError(error).into_response(),
+    };
+    let device_id = if query.device_id.is_empty() {
+        identity.device_id
+    } else {
+        query.device_id
+    };
+    let hello = pb::Hello {
+        auth: Some(pb::hello::Auth::AccessToken(query.token)),
+        device_id,
+        client_version: "browser".into(),
+        lanes: 1,
+        ..Default::default()
+    };
+    let session = match state.backend.open_session(hello).await {
+        Ok(session) => session,
+        Err(error) => return ApiError(error).into_response(),
+    };
+    let limit = state.config.ws_max_message_bytes;
+    // The library enforces a hard cap above ours so that we see (and answer with 1009)
+    // messages just over the limit ourselves.
+    ws.max_message_size(limit.saturating_mul(2))
+        .max_frame_size(limit.saturating_mul(2))
+        .on_upgrade(move |socket| relay(socket, session, state))
+}
+
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|origin| allowed.iter().any(|a| a == origin))
+}
+
+/// What an answered request was, to render its response.
+enum Awaiting {
+    /// A send; the browser's `message_id` to echo in the ACK.
+    Send(String),
+    /// A read or delivered report: only errors are shown.
+    Report,
+}
+
+struct Relay {
+    session: BackendSession,
+    awaiting: HashMap<u64, Awaiting>,
+    next_req_id: u64,
+    max_message_bytes: usize,
+}
+
+enum Step {
+    Continue,
+    Close(u16, String),
+}
+
+async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeState>) {
+    let user_id = session.hello_ok.user_id.clone();
+    let span = tracing::info_span!("ws", user = %user_id, device = %session.hello_ok.device_id);
+    let _entered = span.enter();
+    drop(_entered);
+    let (mut sink, mut stream) = socket.split();
+    let mut relay = Relay {
+        session,
+        awaiting: HashMap::new(),
+        next_req_id: 1,
+        max_message_bytes: state.config.ws_max_message_bytes,
+    };
+    let mut ping = tokio::time::interval(state.config.ws_ping_interval);
+    ping.tick().await;
+    let mut last_seen = Instant::now();
+    let close = loop {
+        let outgoing: Vec<Value>;
+        tokio::select! {
+            incoming = stream.next() => {
+                last_seen = Instant::now();
+                let (out, step) = match incoming {
+                    Some(Ok(Message::Text(text))) => relay.handle_browser_frame(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => (vec![invalid("binary frames are not supported; send JSON text", None)], Step::Continue),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => (Vec::new(), Step::Continue),
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(error)) => {
+                        let text = error.to_string();
+                        if text.to_lowercase().contains("too long") || text.contains("Space limit") {
+                            (Vec::new(), Step::Close(CLOSE_TOO_BIG, "message too big".into()))
+                        } else {
+                            tracing::debug!(%error, "websocket read failed");
+                            break None;
+                        }
+                    }
+                };
+                if let Step::Close(code, reason) = step {
+                    break Some((code, reason));
+                }
+                outgoing = out;
+            }
+            frame = relay.session.frames.recv() => {
+                let Some(frame) = frame else {
+                    break Some((CLOSE_APP_BASE + ErrorCode::Unavailable as u16, "session ended".into()));
+                };
+                outgoing = relay.handle_broker_frame(&frame);
+            }
+            reason = &mut relay.session.closed => {
+                let reason = reason.unwrap_or_else(|_| pb::Error::new(ErrorCode::Unavailable, "session ended"));
+                break Some((CLOSE_APP_BASE + reason.code as u16, reason.message));
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > state.config.ws_idle_timeout {
+                    break Some((CLOSE_IDLE, "idle".into()));
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+                continue;
+            }
+        }
+        for value in outgoing {
+            if sink
+                .send(Message::Text(Utf8Bytes::from(value.to_string())))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            })))
+            .await;
+    }
+    tracing::debug!(user = %user_id, "websocket closed");
+}
+
+fn invalid(message: &str, message_id: Option<&str>) -> Value {
+    error_to_json(
+        &pb::Error::new(ErrorCode::InvalidArgument, message),
+        message_id,
+    )
+}
+
+impl Relay {
+    /// One browser frame: returns frames to send back at once, and whether to close.
+    async fn handle_browser_frame(&mut self, text: &str) -> (Vec<Value>, Step) {
+        if text.len() > self.max_message_bytes {
+            return (
+                Vec::new(),
+                Step::Close(CLOSE_TOO_BIG, "message too big".into()),
+            );
+        }
+        let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+            return (
+                vec![invalid(
+                    "invalid JSON: send one JSON object per frame",
+                    None,
+                )],
+                Step::Continue,
+            );
+        };
+        let message_id = frame
+            .get("message_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(type_code) = frame.get("type").and_then(Value::as_i64) else {
+            return (
+                vec![invalid("missing numeric `type`", message_id.as_deref())],
+                Step::Continue,
+            );
+        };
+        let (body, awaiting) = match type_code {
+            types::SINGLE
+            | types::GROUP
+            | types::IMAGE
+            | types::VOICE
+            | types::VIDEO
+            | types::FILE
+            | types::CUSTOM => match send_request_from_json(&frame) {
+                Ok(request) => {
+                    let echo = message_id
+                        .clone()
+                        .unwrap_or_else(|| request.client_msg_id.clone());
+                    (client_frame::Body::Send(request), Awaiting::Send(echo))
+                }
+                Err(error) => {
+                    return (
+                        vec![invalid(&error.0, message_id.as_deref())],
+                        Step::Continue,
+                    );
+                }
+            },
+            types::READ_RECEIPT | types::DELIVERED => {
+                let conv_id = frame
+                    .get("conversation_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let Some(seq) = frame.get("seq").and_then(Value::as_u64) else {
+                    return (
+                        vec![invalid("`seq` is required", message_id.as_deref())],
+                        Step::Continue,
+                    );
+                };
+                let report = if type_code == types::READ_RECEIPT {
+                    pb::CursorReport {
+                        conv_id: conv_id.into(),
+                        delivered_seq: 0,
+                        read_seq: seq,
+                    }
+                } else {
+                    pb::CursorReport {
+                        conv_id: conv_id.into(),
+                        delivered_seq: seq,
+                        read_seq: 0,
+                    }
+                };
+                (
+                    client_frame::Body::Report(pb::ReportCursors {
+                        reports: vec![report],
+                    }),
+                    Awaiting::Report,
+                )
+            }
+            // Typing indicators are accepted; relaying them arrives with presence.
+            types::TYPING => return (Vec::new(), Step::Continue),
+            types::HEARTBEAT => {
+                let content = frame.get("content").cloned().unwrap_or(json!({}));
+                return (
+                    vec![json!({"type": types::HEARTBEAT_REPLY, "content": content})],
+                    Step::Continue,
+                );
+            }
+            other => {
+                let message = format!("unknown type {other}");
+                return (
+                    vec![invalid(&message, message_id.as_deref())],
+                    Step::Continue,
+                );
+            }
+        };
+        let req_id = self.next_req_id;
+        self.next_req_id += 1;
+        self.awaiting.insert(req_id, awaiting);
+        let frame = pb::ClientFrame {
+            req_id,
+            body: Some(body),
+        };
+        if self.session.requests.send(frame).await.is_err() {
+            return (
+                Vec::new(),
+                Step::Close(
+                    CLOSE_APP_BASE + ErrorCode::Unavailable as u16,
+                    "session ended".into(),
+                ),
+            );
+        }
+        (Vec::new(), Step::Continue)
+    }
+
+    /// One frame from the broker, as zero or more browser frames.
+    fn handle_broker_frame(&mut self, frame: &[u8]) -> Vec<Value> {
+        let Ok(frame) = pb::ServerFrame::decode_length_delimited(frame) else {
+            tracing::warn!("undecodable frame from the backend");
+            return Vec::new();
+        };
+        let awaiting = self.awaiting.remove(&frame.req_id);
+        match (frame.body, awaiting) {
+            (Some(server_frame::Body::Deliver(deliver)), _) => deliver
+                .message
+                .as_ref()
+                .map(message_to_json)
+                .into_iter()
+                .collect(),
+            (Some(server_frame::Body::SyncDone(_)), _) => vec![json!({"type": types::SYNC_DONE})],
+            (Some(server_frame::Body::ResumeFrom(resume)), _) => {
+                vec![
+                    json!({"type": types::RESUME_FROM, "conversation_id": resume.conv_id, "seq": resume.seq}),
+                ]
+            }
+            (Some(server_frame::Body::Ack(ack)), Some(Awaiting::Send(message_id))) => {
+                vec![ack_to_json(&message_id, &ack)]
+            }
+            (Some(server_frame::Body::Error(error)), Some(Awaiting::Send(message_id))) => {
+                vec![error_to_json(&error, Some(&message_id))]
+            }
+            (Some(server_frame::Body::Error(error)), _) => vec![error_to_json(&error, None)],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,826 @@
+// Quip web client — entry point and controller. Owns the session (tokens, refresh), the
+// WebSocket and every side effect; store.js holds the state, ui.js renders it.
+
+import * as session from './session.js';
+import { createApi, ApiError } from './api.js';
+import { Connection } from './ws.js';
+import {
+  createStore,
+  groupConversationId,
+  singleConversationId,
+  MSG_GROUP,
+  MSG_SINGLE,
+  MSG_SYSTEM,
+} from './store.js';
+import * as ui from './ui.js';
+
+// ------------------------------------------------------------------ constants
+
+const DELIVERED_FLUSH_MS = 500; // type-32 reports are batched at this rate
+const TYPING_SEND_EVERY_MS = 3_000; // at most one type-33 per conversation this often
+const ACK_TIMEOUT_MS = 20_000; // an open socket that has not ACKed by then: failed
+const GAP_REPAIR_MS = 3_000; // a seq gap still open after this is filled from history
+const REFRESH_LEAD_MS = 60_000; // refresh this long before expires_at (less for short TTLs)
+const MAX_TEXT_BYTES = 16_384; // broker default max_text_bytes
+const HISTORY_PAGE = 50;
+const MEMBERS_TTL_MS = 60_000;
+
+/** WebSocket close codes that mean "your token is not good": refresh, then reconnect.
+ * 4001 is what the lead announced; 4000 + the Quip error codes UNAUTHENTICATED (3),
+ * TOKEN_EXPIRED (7) and TOKEN_INVALID (8) are accepted too, and 1008 (policy violation). */
+const AUTH_CLOSE_CODES = new Set([4001, 4003, 4007, 4008, 1008]);
+/** SESSION_REPLACED (20): another connection took this device over (e.g. a second tab). */
+const REPLACED_CLOSE_CODES = new Set([4020]);
+/** ACCOUNT_DISABLED (18). */
+const DISABLED_CLOSE_CODES = new Set([4018]);
+
+// ------------------------------------------------------------------ state
+
+/** Thrown when the refresh token is rejected: the user has to sign in again. */
+class SessionLost extends Error {
+  constructor(message) {
+    super(message || 'Your session has expired. Please sign in again.');
+    this.name = 'SessionLost';
+  }
+}
+
+let auth = null; // the signed-in user's tokens (mirrors localStorage)
+let conn = null; // Connection
+let refreshing = null; // in-flight refresh (single flight)
+let forceRefresh = false; // next WS attempt refreshes first (server rejected the token)
+let needsListReload = false; // reload /api/conversations after the next catch-up
+let refreshTimer = 0;
+let tickTimer = 0;
+let deliveredTimer = 0;
+let saveUsersTimer = 0;
+const lastTypingSent = new Map(); // conversation id -> ms
+const historyInflight = new Set(); // conversation ids
+const groupFetches = new Map(); // group id -> promise
+const groupRefreshTimers = new Map(); // group id -> timeout (debounced refetch)
+const membersFetchedAt = new Map(); // group id -> ms
+const gapTimers = new Map(); // conversation id -> timeout
+const gapAttempts = new Map(); // conversation id -> count
+const usersCache = session.loadUsers();
+
+const store = createStore();
+for (const [id, u] of Object.entries(usersCache)) store.state.users.set(id, u);
+
+const api = createApi({ getAuth: () => auth, refresh: (prev) => refreshTokens(prev) });
+
+const me = () => store.state.me;
+const activeConv = () => (store.state.active ? store.state.convs.get(store.state.active) : null);
+const errMsg = (e) => (e && e.message) || String(e);
+
+// ------------------------------------------------------------------ names
+
+/** Remembers a user's names (store + localStorage cache, saved debounced). */
+function learnUser(userId, info) {
+  if (!userId || !info) return;
+  if (store.setUser(userId, info)) {
+    usersCache[userId] = store.state.users.get(userId);
+    clearTimeout(saveUsersTimer);
+    saveUsersTimer = setTimeout(() => session.saveUsers(usersCache), 1000);
+  }
+}
+
+// ------------------------------------------------------------------ tokens
+
+function adoptLogin(data) {
+  auth = session.authFromLogin(data);
+  // The broker echoes the device the token is bound to; keep using exactly that one.
+  if (auth.device_id && auth.device_id !== session.deviceId()) session.setDeviceId(auth.device_id);
+  session.saveAuth(auth);
+  scheduleRefresh();
+  return auth;
+}
+
+/** Refreshes before expiry: 60 s ahead, or 20 % of the lifetime for short-lived tokens. */
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  if (!auth || !auth.expires_at) return;
+  const ttl = auth.expires_at - Date.now();
+  const lead = Math.min(REFRESH_LEAD_MS, Math.max(0, ttl * 0.2));
+  const delay = Math.min(Math.max(ttl - lead, 0), 2 ** 31 - 1);
+  refreshTimer = setTimeout(() => {
+    refreshTokens(auth && auth.token)
+      .then(() => {
+        // New token: reconnect so the live session runs on it (quietly: no banner).
+        if (conn && conn.isOpen) conn.reconnect({ quiet: true });
+      })
+      .catch(() => {});
+  }, delay);
+}
+
+function tokenNearExpiry(marginMs = 10_000) {
+  return !!(auth && auth.expires_at && auth.expires_at - Date.now() < marginMs);
+}
+
+/**
+ * POST /api/refresh, once at a time. `prevToken` is the access token that was found wanting:
+ * if another tab has meanwhile stored a newer one (tokens are shared via localStorage, and a
+ * refresh token is single-use), that one is adopted instead of spending the refresh token
+ * twice. navigator.locks serialises this across tabs where available (secure contexts).
+ */
+function refreshTokens(prevToken) {
+  if (refreshing) return refreshing;
+  const run = async () => {
+    const stored = session.loadAuth();
+    if (!auth) throw new SessionLost();
+    if (stored && stored.user_id === auth.user_id && stored.token !== prevToken && stored.expires_at > Date.now() + 5_000) {
+      auth = stored;
+      scheduleRefresh();
+      return auth;
+    }
+    const refreshToken = (stored && stored.user_id === auth.user_id && stored.refresh_token) || auth.refresh_token;
+    if (!refreshToken) throw new SessionLost();
+    try {
+      const data = await api.refreshTokens(refreshToken, session.deviceId());
+      return adoptLogin(data);
+    } catch (e) {
+      // 4xx (other than rate limiting): the refresh token is spent, expired or revoked.
+      if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
+        throw new SessionLost(e.status === 401 || e.isAuth ? undefined : e.message);
+      }
+      throw e;
+    }
+  };
+  const locked = navigator.locks && typeof navigator.locks.request === 'function'
+    ? navigator.locks.request('quip-token-refresh', run)
+    : run();
+  refreshing = locked.finally(() => {
+    refreshing = null;
+  });
+  refreshing.catch((e) => {
+    if (e instanceof SessionLost) logout(e.message);
+  });
+  return refreshing;
+}
+
+// ------------------------------------------------------------------ WebSocket
+
+function wsUrl() {
+  let u;
+  try {
+    u = new URL(auth.websocket_url || '/ws', location.href);
+  } catch {
+    u = new URL('/ws', location.href);
+  }
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (location.protocol === 'https:' && u.protocol === 'ws:') u.protocol = 'wss:'; // no mixed content
+  // A bind-all address is not somewhere a browser can connect to: use the page's host.
+  if (['0.0.0.0', '[::]', '::'].includes(u.hostname)) u.hostname = location.hostname;
+  u.searchParams.set('token', auth.token);
+  u.searchParams.set('device_id', session.deviceId());
+  return u.href;
+}
+
+function createConnection() {
+  return new Connection({
+    url: wsUrl,
+    async prepare({ afterFailure }) {
+      if (!auth) throw Object.assign(new Error('signed out'), { stopConnection: true });
+      try {
+        if (forceRefresh || tokenNearExpiry()) {
+          forceRefresh = false;
+          await refreshTokens(auth.token);
+        } else if (afterFailure) {
+          // The upgrade was refused or the server is down; a browser cannot see the HTTP
+          // status of a failed upgrade, so ask REST (which refreshes the token on a 401).
+          await api.me();
+        }
+      } catch (e) {
+        if (e instanceof SessionLost) throw Object.assign(e, { stopConnection: true });
+        throw e;
+      }
+    },
+    onOpen,
+    onFrame,
+    onStatus(status, info) {
+      store.setConn(status, info);
+    },
+    onClose({ code, reason, wasOpen }) {
+      if (wasOpen) needsListReload = true;
+      if (DISABLED_CLOSE_CODES.has(code)) {
+        logout(reason || 'This account has been disabled.');
+        return 'stop';
+      }
+      if (REPLACED_CLOSE_CODES.has(code) || /replaced/i.test(reason)) return 'replaced';
+      if (AUTH_CLOSE_CODES.has(code) || /token|unauthenticated/i.test(reason)) {
+        forceRefresh = true;
+        return 'now';
+      }
+      return undefined; // backoff
+    },
+  });
+}
+
+function onOpen() {
+  // Messages still waiting for an ACK go again with the same message_id: the broker
+  // dedups them, so a message whose ACK was lost in the drop is not stored twice.
+  for (const { msg } of store.sendingMessages()) transmit(msg);
+  const conv = activeConv();
+  if (conv) {
+    conv.readSent = 0; // resend the read receipt on the new connection
+    markRead(conv.id);
+  }
+}
+
+function onFrame(f) {
+  const type = Number(f.type);
+  switch (type) {
+    case 30:
+      onAck(f);
+      break;
+    case 40: // catch-up done
+      flushDelivered();
+      if (needsListReload) {
+        needsListReload = false;
+        loadConversations().catch(() => {});
+      }
+      break;
+    case 50:
+      onErrorFrame(f);
+      break;
+    case 33:
+      onTypingFrame(f);
+      break;
+    case 31: // read receipt / delivered report of a peer: not shown (yet)
+    case 32:
+    case 99:
+    case 100: // heartbeat answer
+      break;
+    default:
+      if ((type >= 0 && type <= 8) && (f.from || f.content)) onMessage(f);
+  }
+}
+
+function onMessage(f) {
+  const { conv, msg, isNew } = store.addMessage(f, 'live');
+  if (!conv || !isNew) return;
+  if (conv.type === 2) {
+    ensureGroup(conv.groupId);
+    if (msg.type === MSG_SYSTEM) onGroupSystemMessage(conv, msg);
+  }
+  if (store.isViewing(conv)) markRead(conv.id);
+  if (store.hasGap(conv)) scheduleGapRepair(conv.id);
+}
+
+function onAck(f) {
+  const conv = store.applyAck(f);
+  if (conv && store.hasGap(conv)) scheduleGapRepair(conv.id);
+  if (conv && store.isViewing(conv)) markRead(conv.id);
+}
+
+function onErrorFrame(f) {
+  if (f.message_id && store.findPending(f.message_id)) {
+    store.markFailed(f.message_id, f.message || `Error ${f.code}`);
+    return;
+  }
+  const code = Number(f.code);
+  if ([3, 7, 8].includes(code)) {
+    // Token problem reported in-band: refresh and reconnect.
+    forceRefresh = true;
+    conn && conn.reconnect({ quiet: true });
+    return;
+  }
+  if (code === 19) return; // UNSUPPORTED (e.g. typing on an older server): not worth a toast
+  ui.toast(f.message || `Server error ${f.code}`, 'error');
+}
+
+function onTypingFrame(f) {
+  if (!f.from || !me() || f.from === me().user_id) return;
+  let convId = f.conversation_id;
+  if (!convId && f.group_id) convId = groupConversationId(f.group_id);
+  if (!convId) convId = singleConversationId(f.from, me().user_id);
+  store.setTyping(convId, f.from);
+}
+
+/** Membership or group changes arrive as SYSTEM messages: refetch the group (name, count). */
+function onGroupSystemMessage(conv) {
+  membersFetchedAt.delete(conv.groupId);
+  clearTimeout(groupRefreshTimers.get(conv.groupId));
+  groupRefreshTimers.set(
+    conv.groupId,
+    setTimeout(() => {
+      groupRefreshTimers.delete(conv.groupId);
+      fetchGroup(conv.groupId, true);
+      if (store.state.active === conv.id) loadMembers(conv.groupId);
+    }, 300),
+  );
+}
+
+// ------------------------------------------------------------------ delivered / read
+
+/** Sends type-32 reports for conversations whose contiguous delivered seq moved. */
+function flushDelivered() {
+  if (!conn || !conn.isOpen) return;
+  for (const u of store.deliveredUpdates()) {
+    if (conn.send({ type: 32, conversation_id: u.conversation_id, seq: u.seq })) store.markReported(u.conversation_id, u.seq);
+  }
+}
+
+/** Marks a conversation read and sends a type-31 receipt (only when something is new). */
+function markRead(convId) {
+  const seq = store.markRead(convId);
+  if (!seq) return;
+  if (!(conn && conn.send({ type: 31, conversation_id: convId, seq }))) {
+    const conv = store.state.convs.get(convId);
+    if (conv) conv.readSent = 0; // not sent: try again on the next view / connection
+  }
+}
+
+/** A seq gap the live stream did not fill (e.g. a message sent while this device's ACK was
+ * lost): fetch the history page that covers it so the delivered cursor can move on. */
+function scheduleGapRepair(convId) {
+  if (gapTimers.has(convId)) return;
+  const attempts = gapAttempts.get(convId) || 0;
+  if (attempts >= 3) return;
+  gapTimers.set(
+    convId,
+    setTimeout(async () => {
+      gapTimers.delete(convId);
+      const conv = store.state.convs.get(convId);
+      if (!conv || !store.hasGap(conv)) {
+        gapAttempts.delete(convId);
+        return;
+      }
+      gapAttempts.set(convId, attempts + 1);
+      const top = store.highestSeq(conv);
+      try {
+        const page = await api.history(historyKind(conv), historyTarget(conv), top + 1, 200);
+        store.applyHistory(conv.id, page, top + 1, { paging: false });
+      } catch {
+        /* retried on the next gap */
+      }
+      if (store.hasGap(conv)) scheduleGapRepair(convId);
+      else gapAttempts.delete(convId);
+    }, GAP_REPAIR_MS * (attempts + 1)),
+  );
+}
+
+// ------------------------------------------------------------------ sending
+
+function frameFor(msg) {
+  const frame = { type: msg.type, content: msg.content, message_id: msg.clientId };
+  if (msg.type === MSG_GROUP) {
+    frame.group_id = msg.groupId;
+    frame.to = msg.groupId;
+  } else {
+    frame.to = msg.to;
+  }
+  return frame;
+}
+
+/** Sends (or re-sends) one of my messages. If the socket is down it stays 'sending' and
+ * goes out from onOpen. */
+function transmit(msg) {
+  msg.sentAt = Date.now();
+  if (conn) conn.send(frameFor(msg));
+}
+
+function onSend(rawText) {
+  const conv = activeConv();
+  if (!conv) return false;
+  const text = rawText.replace(/^\s*\n|\s+$/g, '');
+  if (!text.trim()) return false;
+  if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) {
+    ui.toast(`Message too long (max ${MAX_TEXT_BYTES / 1024} KB).`, 'error');
+    return false;
+  }
+  if (conv.type === 1 && !conv.peerId) return false;
+  const clientId = `web_${session.randomId(12)}`;
+  const msg = store.addOutgoing(conv.id, clientId, { text }, conv.type === 2 ? MSG_GROUP : MSG_SINGLE);
+  conv.draft = '';
+  lastTypingSent.delete(conv.id);
+  ui.scrollToBottomNext();
+  transmit(msg);
+  return true;
+}
+
+function onRetry(clientId) {
+  const found = store.markSending(clientId);
+  if (found) {
+    ui.scrollToBottomNext();
+    transmit(found.msg); // SAME message_id: the broker dedups if the first try was stored
+  }
+}
+
+function onComposerInput(text) {
+  const conv = activeConv();
+  if (!conv) return;
+  conv.draft = text;
+  if (!text.trim() || !conn || !conn.isOpen) return;
+  const now = Date.now();
+  if (now - (lastTypingSent.get(conv.id) || 0) < TYPING_SEND_EVERY_MS) return;
+  lastTypingSent.set(conv.id, now);
+  const frame = { type: 33, conversation_id: conv.id, to: conv.type === 2 ? conv.groupId : conv.peerId };
+  if (conv.type === 2) frame.group_id = conv.groupId;
+  conn.send(frame);
+}
+
+// ------------------------------------------------------------------ loading
+
+const historyKind = (conv) => (conv.type === 2 ? 'group' : 'private');
+const historyTarget = (conv) => (conv.type === 2 ? conv.groupId : conv.peerId);
+
+/** initial: newest page (last_seq=0); otherwise the page before the oldest seq shown. */
+async function loadHistory(conv, initial) {
+  if (historyInflight.has(conv.id)) return;
+  if (!initial && conv.hasMore !== true) return;
+  const lastSeq = initial ? 0 : store.oldestSeq(conv);
+  if (!initial && lastSeq <= 1) {
+    conv.hasMore = false;
+    store.emit();
+    return;
+  }
+  if (!historyTarget(conv)) return;
+  historyInflight.add(conv.id);
+  conv.loadingOlder = true;
+  conv.historyError = '';
+  store.emit();
+  try {
+    const page = await api.history(historyKind(conv), historyTarget(conv), lastSeq, HISTORY_PAGE);
+    store.applyHistory(conv.id, page, lastSeq);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) {
+      store.applyHistory(conv.id, { messages: [], has_more: false }, lastSeq); // brand-new chat
+    } else if (!(e instanceof SessionLost)) {
+      conv.historyError = errMsg(e);
+    }
+  } finally {
+    historyInflight.delete(conv.id);
+    conv.loadingOlder = false;
+    store.emit();
+  }
+  if (store.isViewing(conv)) markRead(conv.id);
+}
+
+async function loadConversations() {
+  let token = '';
+  for (let page = 0; page < 10; page++) {
+    const data = await api.conversations(token, 50);
+    store.applyConversationList(data.conversations || []);
+    token = data.next_page_token || '';
+    if (!token) break;
+  }
+  let memberLoads = 0;
+  for (const c of store.state.convs.values()) {
+    if (c.type !== 2) continue;
+    ensureGroup(c.groupId);
+    // Previews read "Name: text": fetch member names for groups whose last sender we do
+    // not know yet (bounded, so a user in hundreds of groups does not fan out requests).
+    const from = c.last && c.last.from;
+    if (from && !store.state.users.has(from) && memberLoads < 20) {
+      memberLoads += 1;
+      loadMembers(c.groupId);
+    }
+  }
+  const conv = activeConv();
+  if (conv && store.isViewing(conv)) markRead(conv.id);
+}
+
+async function loadGroups() {
+  const data = await api.myGroups();
+  for (const g of data.groups || []) store.setGroup(g);
+}
+
+function ensureGroup(groupId) {
+  if (groupId && !store.state.groups.has(groupId)) fetchGroup(groupId);
+}
+
+function fetchGroup(groupId, force = false) {
+  if (!groupId || (!force && groupFetches.has(groupId))) return groupFetches.get(groupId);
+  const p = api
+    .group(groupId)
+    .then((g) => store.setGroup(g))
+    .catch(() => {})
+    .finally(() => groupFetches.delete(groupId));
+  groupFetches.set(groupId, p);
+  return p;
+}
+
+/** Group member nicknames, so bubbles show names rather than user ids. */
+async function loadMembers(groupId) {
+  if (Date.now() - (membersFetchedAt.get(groupId) || 0) < MEMBERS_TTL_MS) return;
+  membersFetchedAt.set(groupId, Date.now());
+  let after = '';
+  try {
+    for (let page = 0; page < 5; page++) {
+      const data = await api.groupMembers(groupId, after, 100);
+      for (const m of data.members || []) learnUser(m.user_id, { nickname: m.nickname });
+      after = data.next_after || '';
+      if (!after || !(data.members || []).length) break;
+    }
+  } catch {
+    membersFetchedAt.delete(groupId);
+  }
+}
+
+// ------------------------------------------------------------------ navigation
+
+function openConversation(convId) {
+  const prev = activeConv();
+  if (prev) prev.draft = ui.composerText();
+  const conv = store.state.convs.get(convId);
+  if (!conv) return;
+  store.setActive(convId);
+  try {
+    sessionStorage.setItem('quip.active', convId);
+  } catch {
+    /* ignore */
+  }
+  ui.setComposerText(conv.draft);
+  ui.focusComposer();
+  if (conv.hasMore === null) loadHistory(conv, true);
+  if (conv.type === 2) {
+    ensureGroup(conv.groupId);
+    loadMembers(conv.groupId);
+  }
+  markRead(convId);
+}
+
+function closeConversation() {
+  const prev = activeConv();
+  if (prev) prev.draft = ui.composerText();
+  store.setActive(null);
+  try {
+    sessionStorage.removeItem('quip.active');
+  } catch {
+    /* ignore */
+  }
+}
+
+function onLoadOlder(force = false) {
+  const conv = activeConv();
+  if (!conv || historyInflight.has(conv.id)) return;
+  if (conv.historyError && !force) return; // the user retries with the button
+  loadHistory(conv, conv.hasMore === null || (force && !conv.msgs.size));
+}
+
+// ------------------------------------------------------------------ dialogs
+
+async function onNewChat(username) {
+  username = username.replace(/^@/, '');
+  if (!username) return 'Enter a username.';
+  let user;
+  try {
+    user = await api.userByUsername(username);
+  } catch (e) {
+    return errMsg(e);
+  }
+  if (user.user_id === me().user_id) return 'That is you — pick someone else.';
+  learnUser(user.user_id, user);
+  const convId = singleConversationId(me().user_id, user.user_id);
+  store.ensureConv(convId, { peerId: user.user_id, sortTs: Date.now() });
+  openConversation(convId);
+  return null;
+}
+
+async function onNewGroup(name, membersCsv) {
+  if (!name) return 'Give the group a name.';
+  const usernames = [
+    ...new Set(
+      String(membersCsv || '')
+        .split(/[,;，、\s]+/)
+        .map((s) => s.trim().replace(/^@/, ''))
+        .filter(Boolean),
+    ),
+  ];
+  const results = await Promise.allSettled(usernames.map((u) => api.userByUsername(u)));
+  const ids = [];
+  const unknown = [];
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i];
+    if (r.status === 'fulfilled') {
+      learnUser(r.value.user_id, r.value);
+      if (r.value.user_id !== me().user_id) ids.push(r.value.user_id);
+    } else if (r.reason instanceof ApiError && r.reason.status === 404) {
+      unknown.push(usernames[i]);
+    } else {
+      return errMsg(r.reason);
+    }
+  }
+  if (unknown.length) return `No user named ${unknown.map((u) => `“${u}”`).join(', ')}.`;
+  let group;
+  try {
+    group = await api.createGroup(name, ids);
+  } catch (e) {
+    return errMsg(e);
+  }
+  openGroup(group);
+  return null;
+}
+
+async function onJoinGroup(raw) {
+  let groupId = String(raw || '').trim();
+  if (groupId.startsWith('group:')) groupId = groupId.slice(6);
+  if (!groupId) return 'Enter a group id.';
+  const known = store.state.groups.get(groupId);
+  if (known && known.my_role) {
+    openGroup(known); // already a member
+    return null;
+  }
+  let res;
+  try {
+    res = await api.joinGroup(groupId);
+  } catch (e) {
+    return errMsg(e);
+  }
+  if (res.pending_approval) {
+    ui.toast('Request sent — an admin of the group has to approve it.');
+    return null;
+  }
+  openGroup(res.group || { group_id: groupId });
+  if (!res.group) fetchGroup(groupId, true);
+  return null;
+}
+
+function openGroup(group) {
+  store.setGroup(group);
+  const convId = group.conversation_id || groupConversationId(group.group_id);
+  store.ensureConv(convId, { groupId: group.group_id, sortTs: Date.now() });
+  membersFetchedAt.delete(group.group_id);
+  openConversation(convId);
+}
+
+// ------------------------------------------------------------------ session lifecycle
+
+async function onLogin({ username, password }) {
+  ui.setLoginError('');
+  ui.setLoginBusy(true);
+  try {
+    const data = await api.login(username, password, session.deviceId());
+    startSession(data);
+  } catch (e) {
+    ui.setLoginError(errMsg(e));
+    ui.setLoginBusy(false);
+  }
+}
+
+async function onRegister({ username, nickname, password }) {
+  ui.setLoginError('');
+  ui.setLoginBusy(true);
+  try {
+    await api.register(username, nickname || username, password);
+    const data = await api.login(username, password, session.deviceId());
+    startSession(data);
+  } catch (e) {
+    ui.setLoginError(errMsg(e));
+    ui.setLoginBusy(false);
+  }
+}
+
+function startSession(loginData) {
+  adoptLogin(loginData);
+  learnUser(auth.user_id, { nickname: auth.nickname, username: auth.username });
+  bootMain();
+}
+
+/** Shows the chat UI for `auth` and starts the connection and the initial loads. */
+function bootMain() {
+  store.reset({ user_id: auth.user_id, username: auth.username, nickname: auth.nickname });
+  ui.showMain(store.state.me);
+  store.setVisible(!document.hidden);
+
+  conn = createConnection();
+  conn.start();
+
+  clearInterval(deliveredTimer);
+  deliveredTimer = setInterval(flushDelivered, DELIVERED_FLUSH_MS);
+  clearInterval(tickTimer);
+  tickTimer = setInterval(tick, 1000);
+
+  const wanted = (() => {
+    try {
+      return sessionStorage.getItem('quip.active');
+    } catch {
+      return null;
+    }
+  })();
+  Promise.allSettled([loadGroups(), loadConversations()]).then((results) => {
+    const failed = results.find((r) => r.status === 'rejected' && !(r.reason instanceof SessionLost));
+    if (failed) ui.toast(`Could not load conversations: ${errMsg(failed.reason)}`, 'error');
+    if (wanted && !store.state.active && store.state.convs.has(wanted)) openConversation(wanted);
+  });
+}
+
+/** Once a second: typing expiry, ACK timeouts, the banner countdown. */
+function tick() {
+  store.expireTyping();
+  if (conn && conn.isOpen) {
+    const now = Date.now();
+    for (const { msg } of store.sendingMessages()) {
+      if (msg.sentAt && now - msg.sentAt > ACK_TIMEOUT_MS) store.markFailed(msg.clientId, 'No answer from the server');
+    }
+  }
+  ui.renderBanner();
+}
+
+function logout(message = '') {
+  if (conn) conn.stop();
+  conn = null;
+  clearTimeout(refreshTimer);
+  clearInterval(tickTimer);
+  clearInterval(deliveredTimer);
+  for (const t of gapTimers.values()) clearTimeout(t);
+  gapTimers.clear();
+  gapAttempts.clear();
+  lastTypingSent.clear();
+  membersFetchedAt.clear();
+  forceRefresh = false;
+  needsListReload = false;
+  const wasSignedIn = !!auth;
+  auth = null;
+  session.clearAuth();
+  try {
+    sessionStorage.removeItem('quip.active');
+  } catch {
+    /* ignore */
+  }
+  store.reset(null);
+  if (wasSignedIn || message) ui.showLogin({ error: message });
+}
+
+function onBannerAction() {
+  if (!conn) return;
+  conn.retryNow(); // "Retry now" while backing off, "Use here" after a takeover
+}
+
+// ------------------------------------------------------------------ browser events
+
+document.addEventListener('visibilitychange', () => {
+  if (!auth) return;
+  store.setVisible(!document.hidden);
+  if (document.hidden) return;
+  const conv = activeConv();
+  if (conv) markRead(conv.id);
+  // Timers are throttled in background tabs: catch up on an overdue refresh now.
+  if (tokenNearExpiry(REFRESH_LEAD_MS)) refreshTokens(auth.token).catch(() => {});
+  if (conn && conn.status === 'reconnecting') conn.retryNow();
+});
+
+// Another tab refreshed the tokens, signed out, or signed in as someone else.
+window.addEventListener('storage', (e) => {
+  if (e.key !== session.AUTH_STORAGE_KEY) return;
+  const stored = session.loadAuth();
+  if (!stored) {
+    if (auth) logout('You signed out in another window.');
+  } else if (auth && stored.user_id === auth.user_id) {
+    if (stored.token !== auth.token) {
+      auth = stored;
+      scheduleRefresh();
+    }
+  } else {
+    location.reload();
+  }
+});
+
+// ------------------------------------------------------------------ boot
+
+ui.init(
+  {
+    onLogin,
+    onRegister,
+    onLogout: () => logout(),
+    onOpen: openConversation,
+    onBack: closeConversation,
+    onSend,
+    onRetry,
+    onLoadOlder,
+    onComposerInput,
+    onNewChat,
+    onNewGroup,
+    onJoinGroup,
+    onBannerAction,
+  },
+  store,
+);
+
+const saved = session.loadAuth();
+if (saved) {
+  auth = saved;
+  scheduleRefresh();
+  bootMain();
+  // Refresh my own profile (nickname may have changed); a dead session logs out here.
+  api
+    .me()
+    .then((u) => {
+      if (!auth || !u || !u.user_id) return;
+      learnUser(u.user_id, u);
+      store.state.me = { user_id: u.user_id, username: u.username, nickname: u.nickname || u.username };
+      ui.setMe(store.state.me);
+    })
+    .catch(() => {});
+} else {
+  ui.showLogin();
+}
+
+// Exposed for debugging in the console and for browser tests (read-only use).
+window.quip = {
+  store,
+  api,
+  get connection() {
+    return conn;
+  },
+};

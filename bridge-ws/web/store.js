@@ -1,0 +1,651 @@
+// Client state: conversations, messages, names, connection status. No DOM and no I/O here
+// (app.js does the effects, ui.js the rendering), so it can be exercised from node.
+//
+// Messages are kept per conversation, keyed by seq (the broker's per-conversation sequence
+// number, which is what dedupes everything: live frames, the catch-up after a reconnect and
+// history pages may overlap). My messages that have no seq yet (waiting for their ACK) are
+// kept apart, keyed by the client id we put in `message_id`.
+
+export const MSG_SINGLE = 1;
+export const MSG_GROUP = 2;
+export const MSG_SYSTEM = 3;
+export const MSG_IMAGE = 4;
+export const MSG_VOICE = 5;
+export const MSG_VIDEO = 6;
+export const MSG_FILE = 7;
+export const MSG_CUSTOM = 8;
+
+export const TYPING_SHOW_MS = 5_000;
+
+/** `single:<lower>:<higher>` (plain string order, as the broker does) or `group:<id>`. */
+export function singleConversationId(a, b) {
+  return a < b ? `single:${a}:${b}` : `single:${b}:${a}`;
+}
+
+export function groupConversationId(groupId) {
+  return `group:${groupId}`;
+}
+
+/** { type: 1|2, groupId?, users?: [a, b] } or null for an id we do not understand. */
+export function parseConversationId(id) {
+  if (typeof id !== 'string') return null;
+  if (id.startsWith('group:')) return { type: 2, groupId: id.slice(6) };
+  if (id.startsWith('single:')) {
+    const rest = id.slice(7);
+    const i = rest.indexOf(':');
+    if (i > 0) return { type: 1, users: [rest.slice(0, i), rest.slice(i + 1)] };
+  }
+  return null;
+}
+
+/** True if the message mentions `userId` (or everyone). */
+export function mentions(msg, userId) {
+  const c = msg.content || {};
+  return !!(c.at_all || (Array.isArray(c.at_user_ids) && c.at_user_ids.includes(userId)));
+}
+
+export function createStore({ schedule } = {}) {
+  // Renders are batched to the next animation frame; background tabs get no frames, so a
+  // timer backs it up (whichever fires first renders, the other is a no-op).
+  const defer =
+    schedule ||
+    ((fn) => {
+      let done = false;
+      const once = () => {
+        if (!done) {
+          done = true;
+          fn();
+        }
+      };
+      if (typeof requestAnimationFrame === 'function') requestAnimationFrame(once);
+      setTimeout(once, 100);
+    });
+  const listeners = new Set();
+  let scheduled = false;
+
+  const state = {
+    me: null, // {user_id, username, nickname}
+    users: new Map(), // user_id -> {nickname, username}
+    groups: new Map(), // group_id -> group JSON
+    convs: new Map(), // conversation_id -> conversation (see newConv)
+    pendingIndex: new Map(), // client id -> conversation id, for ACK / error lookup
+    active: null, // open conversation id
+    visible: true, // page visible (a conversation only counts as "viewed" when it is)
+    conn: { status: 'stopped', info: {} },
+    convsLoaded: false,
+    rev: 0,
+  };
+
+  function emit() {
+    state.rev += 1;
+    if (scheduled) return;
+    scheduled = true;
+    defer(() => {
+      scheduled = false;
+      for (const fn of listeners) fn(state);
+    });
+  }
+
+  function subscribe(fn) {
+    listeners.add(fn);
+    return () => listeners.delete(fn);
+  }
+
+  function reset(me) {
+    state.me = me;
+    state.groups.clear();
+    state.convs.clear();
+    state.pendingIndex.clear();
+    state.active = null;
+    state.convsLoaded = false;
+    if (me) state.users.set(me.user_id, { nickname: me.nickname, username: me.username });
+    emit();
+  }
+
+  // ---------------------------------------------------------------- names
+
+  function setUser(userId, info) {
+    if (!userId || !info) return false;
+    const prev = state.users.get(userId) || {};
+    const next = {
+      nickname: info.nickname || prev.nickname || '',
+      username: info.username || prev.username || '',
+    };
+    if (next.nickname === prev.nickname && next.username === prev.username) return false;
+    state.users.set(userId, next);
+    emit();
+    return true;
+  }
+
+  function userName(userId) {
+    if (!userId) return '';
+    if (state.me && userId === state.me.user_id) return state.me.nickname || state.me.username;
+    const u = state.users.get(userId);
+    return (u && (u.nickname || u.username)) || userId;
+  }
+
+  function setGroup(group) {
+    if (!group || !group.group_id) return;
+    const prev = state.groups.get(group.group_id) || {};
+    state.groups.set(group.group_id, { ...prev, ...group });
+    const conv = ensureConv(group.conversation_id || groupConversationId(group.group_id));
+    if (conv && !conv.sortTs && group.created_at) conv.sortTs = Number(group.created_at) || 0;
+    emit();
+  }
+
+  // ---------------------------------------------------------------- conversations
+
+  function newConv(id) {
+    const parsed = parseConversationId(id) || { type: 1 };
+    let peerId = '';
+    if (parsed.type === 1 && parsed.users && state.me) {
+      peerId = parsed.users[0] === state.me.user_id ? parsed.users[1] : parsed.users[0];
+    }
+    return {
+      id,
+      type: parsed.type,
+      groupId: parsed.groupId || '',
+      peerId,
+      last: null, // newest message (may be a pending one of mine)
+      lastSeq: 0, // highest seq known to exist
+      readSeq: 0, // read up to here (server's read_seq, or what we reported)
+      readSent: 0, // highest seq we sent a type-31 read receipt for
+      unread: 0,
+      mentioned: false,
+      sortTs: 0, // ordering key of the list (newest first)
+      msgs: new Map(), // seq -> message
+      pending: new Map(), // client id -> my message without a seq yet
+      holes: new Set(), // seqs that do not exist for us (learned from history pages)
+      floor: 0, // lowest seq that exists for us (history said has_more: false below it)
+      contig: null, // highest contiguous seq received (delivered cursor), null until known
+      reported: 0, // highest seq we sent a type-32 delivered report for
+      hasMore: null, // history: null = not loaded, true/false from the API
+      loadingOlder: false,
+      historyError: '',
+      typing: new Map(), // user id -> show until (ms epoch)
+      draft: '',
+      rev: 0,
+    };
+  }
+
+  /** Returns the conversation, creating an empty one (e.g. a new chat) if needed. */
+  function ensureConv(id, hint = {}) {
+    if (!id) return null;
+    let conv = state.convs.get(id);
+    if (!conv) {
+      conv = newConv(id);
+      state.convs.set(id, conv);
+      emit();
+    }
+    if (hint.peerId && !conv.peerId) conv.peerId = hint.peerId;
+    if (hint.groupId && !conv.groupId) conv.groupId = hint.groupId;
+    if (hint.sortTs && !conv.sortTs) conv.sortTs = hint.sortTs;
+    return conv;
+  }
+
+  function convTitle(conv) {
+    if (!conv) return '';
+    if (conv.type === 2) {
+      const g = state.groups.get(conv.groupId);
+      return (g && g.name) || conv.groupId || conv.id;
+    }
+    return userName(conv.peerId) || conv.id;
+  }
+
+  /** Newest first; conversations without messages keep their creation/open time. */
+  function sortedConvs() {
+    return [...state.convs.values()].sort((a, b) => b.sortTs - a.sortTs || (a.id < b.id ? -1 : 1));
+  }
+
+  function isViewing(conv) {
+    return state.active === conv.id && state.visible;
+  }
+
+  function highestSeq(conv) {
+    let max = conv.lastSeq;
+    for (const seq of conv.msgs.keys()) if (seq > max) max = seq;
+    return max;
+  }
+
+  /**
+   * Merges one page of GET /api/conversations. The API's `unread` covers messages up to its
+   * `last_seq`; messages we already received live beyond that are added on top, and a
+   * conversation we already marked read locally (receipt in flight) stays at zero.
+   */
+  function applyConversationList(items) {
+    for (const it of items || []) {
+      if (!it || !it.conversation_id) continue;
+      const conv = ensureConv(it.conversation_id);
+      if (it.type === 1 || it.type === 2) conv.type = it.type;
+      if (conv.type === 1 && it.peer_id && !conv.peerId) conv.peerId = it.peer_id;
+      if (conv.type === 2 && !conv.groupId) conv.groupId = it.peer_id || '';
+      const apiLast = Number(it.last_seq) || 0;
+      const apiRead = Number(it.read_seq) || 0;
+      if (it.last_message) addMessage(it.last_message, 'list');
+      conv.lastSeq = Math.max(conv.lastSeq, apiLast);
+      conv.readSeq = Math.max(conv.readSeq, apiRead);
+      if (isViewing(conv) || conv.readSeq >= apiLast) {
+        conv.unread = 0;
+        conv.mentioned = false;
+      } else {
+        let extra = 0;
+        for (const m of conv.msgs.values()) if (!m.mine && m.seq > apiLast && m.seq > conv.readSeq) extra++;
+        conv.unread = (Number(it.unread) || 0) + extra;
+        conv.mentioned = !!it.mentioned || conv.mentioned;
+      }
+      if (!conv.sortTs && it.last_message) conv.sortTs = Number(it.last_message.timestamp) || 0;
+    }
+    state.convsLoaded = true;
+    emit();
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  function normalize(raw) {
+    const seq = Number(raw.seq) || null;
+    const mine = !!state.me && raw.from === state.me.user_id;
+    const clientId = raw.client_msg_id || '';
+    return {
+      key: seq ? `s:${seq}` : `c:${clientId || raw.message_id}`,
+      seq,
+      id: raw.message_id || '',
+      clientId,
+      conversationId: raw.conversation_id || '',
+      type: Number(raw.type) || MSG_SINGLE,
+      from: raw.from || '',
+      to: raw.to || '',
+      groupId: raw.group_id || '',
+      content: raw.content && typeof raw.content === 'object' ? raw.content : { text: String(raw.content ?? '') },
+      timestamp: Number(raw.timestamp) || Date.now(),
+      mine,
+      state: 'sent',
+      error: '',
+      createdAt: Date.now(),
+      sentAt: 0,
+      rev: 0,
+    };
+  }
+
+  /** Conversation id of a message frame (the broker sets it; computed for SimpleIM peers). */
+  function conversationIdOf(raw) {
+    if (raw.conversation_id) return raw.conversation_id;
+    if (raw.group_id) return groupConversationId(raw.group_id);
+    if (raw.from && raw.to && state.me) return singleConversationId(raw.from, raw.to);
+    return '';
+  }
+
+  /** Keeps conv.last = the newest message (by seq when both have one, else by time). */
+  function touchLast(conv, msg) {
+    const last = conv.last;
+    const newer =
+      !last || last === msg || (msg.seq && last.seq ? msg.seq >= last.seq : msg.timestamp >= last.timestamp);
+    if (newer) {
+      conv.last = msg;
+      conv.sortTs = Math.max(conv.sortTs, msg.timestamp);
+    }
+  }
+
+  /** Moves the contiguous cursor forward over received seqs and known holes. */
+  function advanceContig(conv) {
+    if (conv.contig == null) return;
+    if (conv.contig + 1 < conv.floor) conv.contig = conv.floor - 1;
+    while (conv.msgs.has(conv.contig + 1) || conv.holes.has(conv.contig + 1)) conv.contig += 1;
+  }
+
+  /**
+   * Adds a message from the server. source:
+   *   'live'    delivered on the WebSocket (catch-up or live): counts as unread, moves the
+   *             delivered cursor (the first one of a conversation fixes its start)
+   *   'history' a history page: fills gaps, never counts as unread
+   *   'list'    the last_message of a conversation list item
+   * Returns { conv, msg, isNew }; isNew is false for a duplicate (same conversation and seq).
+   */
+  function addMessage(raw, source) {
+    const convId = conversationIdOf(raw);
+    if (!convId) return { conv: null, msg: null, isNew: false };
+    const parsed = parseConversationId(convId);
+    const conv = ensureConv(convId, {
+      groupId: raw.group_id || (parsed && parsed.groupId) || '',
+    });
+    if (raw.from_nickname && raw.from) setUser(raw.from, { nickname: raw.from_nickname });
+    const msg = normalize({ ...raw, conversation_id: convId });
+    if (conv.type === 1 && !conv.peerId && state.me) conv.peerId = msg.mine ? msg.to : msg.from;
+
+    if (msg.seq && conv.msgs.has(msg.seq)) {
+      // Duplicate (catch-up overlap, history overlap, echo to another device of mine).
+      if (source === 'live' && conv.contig == null) conv.contig = msg.seq - 1;
+      advanceContig(conv);
+      return { conv, msg: conv.msgs.get(msg.seq), isNew: false };
+    }
+
+    // My own message coming back (from another device, history or the catch-up after a
+    // drop that lost its ACK): merge it into the pending bubble with the same client id.
+    const pendingId = msg.mine && (msg.clientId || '');
+    const pending = pendingId && conv.pending.get(pendingId);
+    let stored = msg;
+    if (pending && msg.seq) {
+      conv.pending.delete(pendingId);
+      state.pendingIndex.delete(pendingId);
+      Object.assign(pending, {
+        seq: msg.seq,
+        id: msg.id,
+        timestamp: msg.timestamp,
+        content: msg.content,
+        state: 'sent',
+        error: '',
+        rev: pending.rev + 1,
+      });
+      stored = pending;
+    }
+
+    if (stored.seq) conv.msgs.set(stored.seq, stored);
+    else conv.pending.set(stored.key, stored);
+    conv.rev += 1;
+
+    if (stored.seq) {
+      const wasLast = conv.lastSeq;
+      conv.lastSeq = Math.max(conv.lastSeq, stored.seq);
+      if (source === 'live') {
+        if (conv.contig == null) conv.contig = stored.seq - 1;
+        // Unread only for what the conversation list has not already counted.
+        if (!stored.mine && stored.seq > wasLast && stored.seq > conv.readSeq && !isViewing(conv)) {
+          conv.unread += 1;
+          if (state.me && mentions(stored, state.me.user_id)) conv.mentioned = true;
+        }
+        if (conv.typing.delete(stored.from)) conv.rev += 1;
+      }
+      advanceContig(conv);
+    }
+    touchLast(conv, stored);
+    emit();
+    return { conv, msg: stored, isNew: true };
+  }
+
+  /** Adds my outgoing message (state 'sending') and returns it. */
+  function addOutgoing(convId, clientId, content, type) {
+    const conv = ensureConv(convId);
+    const me = state.me.user_id;
+    const now = Date.now();
+    const msg = {
+      key: `c:${clientId}`,
+      seq: null,
+      id: '',
+      clientId,
+      conversationId: convId,
+      type,
+      from: me,
+      to: conv.type === 2 ? conv.groupId : conv.peerId,
+      groupId: conv.type === 2 ? conv.groupId : '',
+      content,
+      timestamp: now,
+      mine: true,
+      state: 'sending',
+      error: '',
+      createdAt: now,
+      sentAt: 0,
+      rev: 0,
+    };
+    conv.pending.set(clientId, msg);
+    state.pendingIndex.set(clientId, convId);
+    conv.rev += 1;
+    touchLast(conv, msg);
+    conv.sortTs = Math.max(conv.sortTs, now);
+    emit();
+    return msg;
+  }
+
+  function findPending(clientId) {
+    const convId = state.pendingIndex.get(clientId);
+    const conv = convId && state.convs.get(convId);
+    const msg = conv && conv.pending.get(clientId);
+    return msg ? { conv, msg } : null;
+  }
+
+  /** ACK (type 30): the message is stored; it gets its seq and becomes 'sent'. */
+  function applyAck(frame) {
+    const clientId = frame.message_id || frame.client_msg_id;
+    const found = clientId && findPending(clientId);
+    if (!found) return null;
+    const { conv, msg } = found;
+    if (frame.code) {
+      markFailed(clientId, frame.message || `Error ${frame.code}`);
+      return conv;
+    }
+    const seq = Number(frame.seq) || null;
+    conv.pending.delete(clientId);
+    state.pendingIndex.delete(clientId);
+    msg.state = 'sent';
+    msg.error = '';
+    msg.id = frame.server_message_id || msg.id;
+    if (frame.timestamp) msg.timestamp = Number(frame.timestamp) || msg.timestamp;
+    msg.rev += 1;
+    if (seq && !conv.msgs.has(seq)) {
+      msg.seq = seq;
+      conv.msgs.set(seq, msg);
+      conv.lastSeq = Math.max(conv.lastSeq, seq);
+      advanceContig(conv);
+    } else if (!seq) {
+      // An ACK without a seq (SimpleIM-style): keep the bubble, now without a clock.
+      conv.pending.set(clientId, msg);
+    }
+    conv.rev += 1;
+    touchLast(conv, msg);
+    emit();
+    return conv;
+  }
+
+  function markFailed(clientId, error) {
+    const found = findPending(clientId);
+    if (!found) return null;
+    found.msg.state = 'failed';
+    found.msg.error = error || 'Not sent';
+    found.msg.rev += 1;
+    found.conv.rev += 1;
+    emit();
+    return found.conv;
+  }
+
+  function markSending(clientId) {
+    const found = findPending(clientId);
+    if (!found) return null;
+    found.msg.state = 'sending';
+    found.msg.error = '';
+    found.msg.rev += 1;
+    found.conv.rev += 1;
+    emit();
+    return found;
+  }
+
+  /** My messages still waiting for an ACK, oldest first (resent after a reconnect). */
+  function sendingMessages() {
+    const out = [];
+    for (const convId of new Set(state.pendingIndex.values())) {
+      const conv = state.convs.get(convId);
+      if (!conv) continue;
+      for (const m of conv.pending.values()) if (m.state === 'sending') out.push({ conv, msg: m });
+    }
+    return out.sort((a, b) => a.msg.createdAt - b.msg.createdAt);
+  }
+
+  /**
+   * Merges a history page (`messages` ascending, all with seq < requested lastSeq). Seqs
+   * missing inside the page's range, and below it when has_more is false, do not exist for
+   * us (e.g. before we joined a group): they are recorded as holes so the delivered cursor
+   * can pass them.
+   */
+  function applyHistory(convId, page, requestedLastSeq, { paging = true } = {}) {
+    const conv = ensureConv(convId);
+    const list = Array.isArray(page && page.messages) ? page.messages : [];
+    let min = Infinity;
+    let max = 0;
+    for (const raw of list) {
+      const { msg } = addMessage({ ...raw, conversation_id: raw.conversation_id || convId }, 'history');
+      if (msg && msg.seq) {
+        min = Math.min(min, msg.seq);
+        max = Math.max(max, msg.seq);
+      }
+    }
+    const hasMore = !!(page && page.has_more) && list.length > 0;
+    if (max) {
+      const top = requestedLastSeq > 0 ? requestedLastSeq - 1 : max;
+      // Bounded: a page spans at most a few hundred seqs unless most of them are invisible.
+      for (let s = Math.max(min, top - 10_000); s <= top; s++) if (!conv.msgs.has(s)) conv.holes.add(s);
+      if (!hasMore) conv.floor = Math.max(conv.floor, min);
+    } else if (!hasMore && requestedLastSeq > 0) {
+      conv.floor = Math.max(conv.floor, requestedLastSeq);
+    }
+    // paging: false for gap repairs, which must not change the scroll-back state.
+    if (paging) conv.hasMore = hasMore;
+    conv.historyError = '';
+    advanceContig(conv);
+    conv.rev += 1;
+    emit();
+    return conv;
+  }
+
+  /** Oldest seq loaded (history cursor for scroll-back), 0 if none. */
+  function oldestSeq(conv) {
+    let min = 0;
+    for (const s of conv.msgs.keys()) if (!min || s < min) min = s;
+    return min;
+  }
+
+  /** Messages in display order: by seq, then my pending ones by creation time. */
+  function orderedMessages(conv) {
+    const sequenced = [...conv.msgs.values()].sort((a, b) => a.seq - b.seq);
+    const pending = [...conv.pending.values()].sort((a, b) => a.createdAt - b.createdAt);
+    return sequenced.concat(pending);
+  }
+
+  // ---------------------------------------------------------------- receipts
+
+  /**
+   * Marks the conversation read locally; returns the seq for a type-31 receipt, or 0 if the
+   * server already knows (nothing new since the last receipt).
+   */
+  function markRead(convId) {
+    const conv = state.convs.get(convId);
+    if (!conv) return 0;
+    const seq = highestSeq(conv);
+    const changed = conv.unread !== 0 || conv.mentioned;
+    conv.unread = 0;
+    conv.mentioned = false;
+    conv.readSeq = Math.max(conv.readSeq, seq);
+    if (changed) emit();
+    if (seq > conv.readSent) {
+      conv.readSent = seq;
+      return seq;
+    }
+    return 0;
+  }
+
+  /** Delivered cursors that moved since the last report: [{conversation_id, seq}]. */
+  function deliveredUpdates() {
+    const out = [];
+    for (const conv of state.convs.values()) {
+      if (conv.contig != null && conv.contig > conv.reported) out.push({ conversation_id: conv.id, seq: conv.contig });
+    }
+    return out;
+  }
+
+  function markReported(convId, seq) {
+    const conv = state.convs.get(convId);
+    if (conv) conv.reported = Math.max(conv.reported, seq);
+  }
+
+  /** Seq gaps the live stream should have filled by now (see app.js gap repair). */
+  function hasGap(conv) {
+    return conv.contig != null && highestSeq(conv) > conv.contig;
+  }
+
+  // ---------------------------------------------------------------- typing
+
+  function setTyping(convId, userId) {
+    const conv = state.convs.get(convId);
+    if (!conv || !userId || (state.me && userId === state.me.user_id)) return;
+    conv.typing.set(userId, Date.now() + TYPING_SHOW_MS);
+    conv.rev += 1;
+    emit();
+  }
+
+  /** Drops expired typing entries; returns true if something changed. */
+  function expireTyping(now = Date.now()) {
+    let changed = false;
+    for (const conv of state.convs.values()) {
+      for (const [uid, until] of conv.typing) {
+        if (until <= now) {
+          conv.typing.delete(uid);
+          conv.rev += 1;
+          changed = true;
+        }
+      }
+    }
+    if (changed) emit();
+    return changed;
+  }
+
+  function typingNames(conv) {
+    const now = Date.now();
+    return [...conv.typing].filter(([, until]) => until > now).map(([uid]) => userName(uid));
+  }
+
+  // ---------------------------------------------------------------- misc
+
+  function setActive(convId) {
+    state.active = convId;
+    emit();
+  }
+
+  function setVisible(v) {
+    state.visible = v;
+    emit();
+  }
+
+  function setConn(status, info = {}) {
+    state.conn = { status, info };
+    emit();
+  }
+
+  function totalUnread() {
+    let n = 0;
+    for (const c of state.convs.values()) n += c.unread;
+    return n;
+  }
+
+  return {
+    state,
+    subscribe,
+    emit,
+    reset,
+    setUser,
+    userName,
+    setGroup,
+    ensureConv,
+    convTitle,
+    sortedConvs,
+    isViewing,
+    highestSeq,
+    applyConversationList,
+    addMessage,
+    addOutgoing,
+    findPending,
+    applyAck,
+    markFailed,
+    markSending,
+    sendingMessages,
+    applyHistory,
+    oldestSeq,
+    orderedMessages,
+    markRead,
+    deliveredUpdates,
+    markReported,
+    hasGap,
+    setTyping,
+    expireTyping,
+    typingNames,
+    setActive,
+    setVisible,
+    setConn,
+    totalUnread,
+  };
+}

@@ -1,0 +1,719 @@
+// Rendering and DOM events. Reads the store, never mutates it: user actions go to the
+// handlers app.js passes to init(). Lists are reconciled by key so that scrolling, focus and
+// text selection survive re-renders, and bubbles are rebuilt only when their signature
+// (the data they show) changes.
+
+import { MSG_SYSTEM, MSG_IMAGE, MSG_VOICE, MSG_VIDEO, MSG_FILE, MSG_CUSTOM, mentions } from './store.js';
+import {
+  clockTime,
+  dayLabel,
+  fileSize,
+  fullTime,
+  hueOf,
+  initial,
+  linkParts,
+  listTime,
+  messageSummary,
+  safeUrl,
+  startOfDay,
+  systemText,
+} from './format.js';
+
+// ------------------------------------------------------------------ icons (inline SVG)
+
+const svg = (body, extra = '') =>
+  `<svg viewBox="0 0 24 24" width="20" height="20" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" ${extra}>${body}</svg>`;
+
+export const ICONS = {
+  newChat: svg('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/><path d="M12 8v8M8 12h8"/>'),
+  newGroup: svg(
+    '<circle cx="9" cy="8" r="3.2"/><path d="M3 19c.6-3.2 3-5 6-5s5.4 1.8 6 5"/><path d="M18 8v6M15 11h6"/>',
+  ),
+  join: svg('<path d="M15 3h4a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2h-4"/><path d="M10 17l5-5-5-5"/><path d="M15 12H3"/>'),
+  logout: svg('<path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4"/><path d="M16 17l5-5-5-5"/><path d="M21 12H9"/>'),
+  back: svg('<path d="M15 18l-6-6 6-6"/>'),
+  send: svg('<path d="M22 2L11 13"/><path d="M22 2l-7 20-4-9-9-4 20-7z"/>'),
+  clock: svg('<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>', 'width="14" height="14"'),
+  check: svg('<path d="M5 12.5l4.5 4.5L19 7.5"/>', 'width="14" height="14"'),
+  error: svg('<circle cx="12" cy="12" r="9"/><path d="M12 7.5v5.5M12 16.5h.01"/>', 'width="14" height="14"'),
+  file: svg('<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z"/><path d="M14 3v5h5"/>'),
+};
+
+// ------------------------------------------------------------------ DOM helpers
+
+const $ = (id) => document.getElementById(id);
+
+/** h('div', {class: 'x', dataset: {a: 1}, onclick: fn}, child, 'text', null) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'dataset') for (const [dk, dv] of Object.entries(v)) el.dataset[dk] = String(dv);
+    else if (k === 'style') el.style.cssText = v;
+    else if (k === 'html') el.innerHTML = v; // only ever used with the constant ICONS above
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/**
+ * Keyed reconciliation of `container`'s children with `items` [{key, sig, build}]: reuses
+ * the element of a key while its signature is unchanged, rebuilds it otherwise, reorders
+ * with insertBefore and removes the rest.
+ */
+export function reconcile(container, items) {
+  const existing = new Map();
+  for (const el of container.children) existing.set(el.dataset.key, el);
+  let cursor = container.firstElementChild;
+  for (const it of items) {
+    let el = existing.get(it.key);
+    existing.delete(it.key);
+    if (el && el.dataset.sig !== it.sig) {
+      const fresh = it.build();
+      fresh.classList.add('no-anim'); // an update, not a new item: no entrance animation
+      fresh.dataset.key = it.key;
+      fresh.dataset.sig = it.sig;
+      el.replaceWith(fresh);
+      if (cursor === el) cursor = fresh;
+      el = fresh;
+    } else if (!el) {
+      el = it.build();
+      el.dataset.key = it.key;
+      el.dataset.sig = it.sig;
+    }
+    if (el === cursor) cursor = cursor.nextElementSibling;
+    else container.insertBefore(el, cursor);
+  }
+  while (cursor) {
+    const next = cursor.nextElementSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+function avatar(name, id, extraClass = '') {
+  return h('div', { class: `avatar ${extraClass}`, style: `--hue:${hueOf(id || name)}`, 'aria-hidden': 'true' }, initial(name));
+}
+
+function setAvatar(el, name, id) {
+  el.textContent = initial(name);
+  el.style.setProperty('--hue', String(hueOf(id || name)));
+}
+
+function showError(el, msg) {
+  if (!el) return;
+  el.textContent = msg || '';
+  el.hidden = !msg;
+}
+
+// ------------------------------------------------------------------ module state
+
+let handlers = null;
+let store = null;
+let renderedConv = null; // conversation whose messages are in #message-items
+let stickBottomOnce = false; // next render scrolls to the bottom (after I send)
+let registerMode = false;
+
+// ------------------------------------------------------------------ init and events
+
+export function init(h_, store_) {
+  handlers = h_;
+  store = store_;
+
+  $('new-chat').innerHTML = ICONS.newChat;
+  $('new-group').innerHTML = ICONS.newGroup;
+  $('join-group').innerHTML = ICONS.join;
+  $('logout').innerHTML = ICONS.logout;
+  $('back-btn').innerHTML = ICONS.back;
+  $('send').innerHTML = ICONS.send;
+
+  // Login / register
+  $('register-toggle').addEventListener('click', () => setLoginMode(!registerMode));
+  $('login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const f = e.currentTarget.elements;
+    const data = {
+      username: f.username.value.trim(),
+      password: f.password.value,
+      nickname: f.nickname.value.trim(),
+    };
+    if (registerMode) handlers.onRegister(data);
+    else handlers.onLogin(data);
+  });
+
+  // Sidebar
+  $('logout').addEventListener('click', () => handlers.onLogout());
+  $('new-chat').addEventListener('click', () => openDialog('dlg-new-chat'));
+  $('new-group').addEventListener('click', () => openDialog('dlg-new-group'));
+  $('join-group').addEventListener('click', () => openDialog('dlg-join-group'));
+  $('conv-search').addEventListener('input', () => render());
+  const list = $('conv-list');
+  list.addEventListener('click', (e) => {
+    const li = e.target.closest('[data-conversation-id]');
+    if (li) handlers.onOpen(li.dataset.conversationId);
+  });
+  list.addEventListener('keydown', (e) => {
+    const li = e.target.closest('[data-conversation-id]');
+    if (!li) return;
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      handlers.onOpen(li.dataset.conversationId);
+    } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      const sib = e.key === 'ArrowDown' ? li.nextElementSibling : li.previousElementSibling;
+      sib?.focus();
+    }
+  });
+
+  // Chat
+  $('back-btn').addEventListener('click', () => handlers.onBack());
+  const box = $('messages');
+  box.addEventListener('scroll', () => {
+    if (box.scrollTop < 120) handlers.onLoadOlder();
+    if (isAtBottom()) $('jump-bottom').hidden = true;
+  });
+  $('jump-bottom').addEventListener('click', () => {
+    box.scrollTop = box.scrollHeight;
+    $('jump-bottom').hidden = true;
+  });
+  $('message-items').addEventListener('click', (e) => {
+    const btn = e.target.closest('[data-retry]');
+    if (btn) handlers.onRetry(btn.dataset.retry);
+  });
+  $('history-status').addEventListener('click', (e) => {
+    if (e.target.closest('button')) handlers.onLoadOlder(true);
+  });
+
+  // Composer: Enter sends, Shift+Enter is a newline; never send in the middle of an IME
+  // composition (Chinese/Japanese input confirms candidates with Enter).
+  const composer = $('composer');
+  composer.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      submitComposer();
+    }
+  });
+  composer.addEventListener('input', () => {
+    autosize();
+    handlers.onComposerInput(composer.value);
+  });
+  $('composer-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitComposer();
+  });
+
+  // Banner action (Retry now / Use here)
+  $('banner-action').addEventListener('click', () => handlers.onBannerAction());
+
+  // Dialogs
+  for (const dlg of document.querySelectorAll('dialog')) {
+    dlg.querySelector('[data-close]').addEventListener('click', () => dlg.close());
+    dlg.querySelector('form').addEventListener('submit', (e) => {
+      e.preventDefault(); // stay open until the API call succeeds
+      onDialogSubmit(dlg);
+    });
+  }
+
+  store.subscribe(() => render());
+}
+
+function submitComposer() {
+  const composer = $('composer');
+  const text = composer.value;
+  if (!text.trim()) return;
+  if (handlers.onSend(text) !== false) {
+    composer.value = '';
+    autosize();
+    stickBottomOnce = true;
+  }
+  composer.focus();
+}
+
+function autosize() {
+  const c = $('composer');
+  c.style.height = 'auto';
+  c.style.height = `${Math.min(c.scrollHeight, 160)}px`;
+}
+
+// ------------------------------------------------------------------ screens
+
+export function showLogin({ error = '', register = false } = {}) {
+  closeDialogs();
+  $('main-screen').hidden = true;
+  $('login-screen').hidden = false;
+  setLoginMode(register);
+  setLoginBusy(false);
+  showError($('login-error'), error);
+  const f = $('login-form').elements;
+  f.password.value = '';
+  (f.username.value ? f.password : f.username).focus();
+  document.title = 'Quip';
+}
+
+export function showMain(me) {
+  closeDialogs();
+  $('login-screen').hidden = true;
+  $('main-screen').hidden = false;
+  setMe(me);
+  $('conv-search').value = '';
+  $('composer').value = '';
+  renderedConv = null;
+  render();
+}
+
+/** Updates the signed-in user's name and avatar in the sidebar header. */
+export function setMe(me) {
+  $('me-name').textContent = me.nickname || me.username;
+  $('me-username').textContent = `@${me.username}`;
+  setAvatar($('me-avatar'), me.nickname || me.username, me.user_id);
+  render();
+}
+
+export function setLoginMode(register) {
+  registerMode = register;
+  $('nickname-field').hidden = !register;
+  $('login-heading').textContent = register ? 'Create your account' : 'Welcome back';
+  $('login-sub').textContent = register ? 'Pick a username and a password.' : 'Sign in to continue chatting.';
+  $('login-submit').textContent = register ? 'Create account' : 'Sign in';
+  $('login-switch-text').textContent = register ? 'Already have an account?' : 'New to Quip?';
+  $('register-toggle').textContent = register ? 'Sign in' : 'Create an account';
+  $('login-form').elements.password.autocomplete = register ? 'new-password' : 'current-password';
+  $('login-form').dataset.mode = register ? 'register' : 'login';
+  showError($('login-error'), '');
+}
+
+export function setLoginError(msg) {
+  showError($('login-error'), msg);
+}
+
+export function setLoginBusy(busy) {
+  const btn = $('login-submit');
+  btn.disabled = busy;
+  btn.classList.toggle('busy', busy);
+}
+
+// ------------------------------------------------------------------ dialogs
+
+function openDialog(id) {
+  const dlg = $(id);
+  const form = dlg.querySelector('form');
+  form.reset();
+  showError(dlg.querySelector('.form-error'), '');
+  setDialogBusy(dlg, false);
+  if (typeof dlg.showModal === 'function') dlg.showModal();
+  else dlg.setAttribute('open', '');
+  form.querySelector('input')?.focus();
+}
+
+function closeDialogs() {
+  for (const dlg of document.querySelectorAll('dialog[open]')) dlg.close();
+}
+
+function setDialogBusy(dlg, busy) {
+  const btn = dlg.querySelector('button[type=submit]');
+  btn.disabled = busy;
+  btn.classList.toggle('busy', busy);
+}
+
+async function onDialogSubmit(dlg) {
+  const f = dlg.querySelector('form').elements;
+  const errEl = dlg.querySelector('.form-error');
+  showError(errEl, '');
+  setDialogBusy(dlg, true);
+  let error = null;
+  try {
+    if (dlg.id === 'dlg-new-chat') error = await handlers.onNewChat(f.username.value.trim());
+    else if (dlg.id === 'dlg-new-group') error = await handlers.onNewGroup(f.name.value.trim(), f.members.value);
+    else if (dlg.id === 'dlg-join-group') error = await handlers.onJoinGroup(f.group_id.value.trim());
+  } catch (e) {
+    error = e.message || String(e);
+  }
+  setDialogBusy(dlg, false);
+  if (error) showError(errEl, error);
+  else dlg.close();
+}
+
+// ------------------------------------------------------------------ toasts
+
+export function toast(message, kind = 'info') {
+  const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-testid': 'toast' }, message);
+  $('toasts').append(el);
+  setTimeout(() => {
+    el.classList.add('leaving');
+    setTimeout(() => el.remove(), 300);
+  }, 4000);
+}
+
+// ------------------------------------------------------------------ render
+
+export function render() {
+  if (!store || !store.state.me || $('main-screen').hidden) return;
+  renderSidebar();
+  renderChat();
+  renderBanner();
+  const unread = store.totalUnread();
+  document.title = unread ? `(${unread}) Quip` : 'Quip';
+}
+
+function previewOf(conv) {
+  const typing = store.typingNames(conv);
+  if (typing.length) return { text: typing.length > 1 ? 'Several people are typing…' : 'typing…', typing: true };
+  const m = conv.last;
+  if (!m) return { text: conv.type === 2 ? 'No messages yet' : 'Say hello 👋', typing: false };
+  let text = messageSummary(m);
+  if (m.type === MSG_SYSTEM) text = systemText(m, store.userName);
+  else if (m.mine) text = `You: ${text}`;
+  else if (conv.type === 2) text = `${store.userName(m.from)}: ${text}`;
+  return { text, typing: false, failed: m.mine && m.state === 'failed', sending: m.mine && m.state === 'sending' };
+}
+
+function renderSidebar() {
+  const st = store.state;
+  const q = $('conv-search').value.trim().toLowerCase();
+  const convs = store.sortedConvs().filter((c) => !q || store.convTitle(c).toLowerCase().includes(q) || c.id.includes(q));
+  const now = Date.now();
+  const items = convs.map((conv) => {
+    const title = store.convTitle(conv);
+    const p = previewOf(conv);
+    const time = conv.last ? listTime(conv.last.timestamp, now) : '';
+    const active = st.active === conv.id;
+    const sig = [title, p.text, p.typing, p.failed, p.sending, time, conv.unread, conv.mentioned, active].join('\u0001');
+    return {
+      key: conv.id,
+      sig,
+      build: () =>
+        h(
+          'li',
+          {
+            class: `conv${active ? ' active' : ''}${conv.unread ? ' has-unread' : ''}`,
+            role: 'option',
+            tabindex: '0',
+            'aria-selected': active ? 'true' : 'false',
+            'data-testid': 'conversation-item',
+            'data-conversation-id': conv.id,
+            'data-type': conv.type === 2 ? 'group' : 'single',
+          },
+          avatar(title, conv.type === 2 ? conv.groupId : conv.peerId, conv.type === 2 ? 'group' : ''),
+          h(
+            'div',
+            { class: 'conv-body' },
+            h(
+              'div',
+              { class: 'conv-top' },
+              h('span', { class: 'conv-name', 'data-testid': 'conversation-name' }, title),
+              h('time', { class: 'conv-time' }, time),
+            ),
+            h(
+              'div',
+              { class: 'conv-bottom' },
+              h(
+                'span',
+                {
+                  class: `conv-preview${p.typing ? ' typing' : ''}${p.failed ? ' failed' : ''}`,
+                  'data-testid': 'conversation-preview',
+                },
+                p.failed ? h('span', { class: 'mini-status failed', html: ICONS.error }) : null,
+                p.sending ? h('span', { class: 'mini-status', html: ICONS.clock }) : null,
+                p.text,
+              ),
+              conv.mentioned ? h('span', { class: 'badge mention', 'data-testid': 'mention-badge', title: 'You were mentioned' }, '@') : null,
+              conv.unread
+                ? h(
+                    'span',
+                    { class: 'badge unread', 'data-testid': 'unread-badge', 'aria-label': `${conv.unread} unread` },
+                    conv.unread > 99 ? '99+' : String(conv.unread),
+                  )
+                : null,
+            ),
+          ),
+        ),
+    };
+  });
+  reconcile($('conv-list'), items);
+  $('conv-empty').hidden = !(st.convsLoaded && st.convs.size === 0);
+}
+
+function renderChat() {
+  const st = store.state;
+  const conv = st.active && st.convs.get(st.active);
+  $('main-screen').classList.toggle('show-chat', !!conv);
+  $('chat-placeholder').hidden = !!conv;
+  $('chat-view').hidden = !conv;
+  if (!conv) {
+    renderedConv = null;
+    return;
+  }
+
+  // Header
+  const title = store.convTitle(conv);
+  $('chat-title').textContent = title;
+  setAvatar($('chat-avatar'), title, conv.type === 2 ? conv.groupId : conv.peerId);
+  $('chat-avatar').classList.toggle('group', conv.type === 2);
+  let subtitle = '';
+  if (conv.type === 2) {
+    const g = st.groups.get(conv.groupId);
+    const n = g && Number(g.member_count);
+    subtitle = [n ? `${n} member${n === 1 ? '' : 's'}` : '', conv.groupId].filter(Boolean).join(' · ');
+  } else {
+    const u = st.users.get(conv.peerId);
+    subtitle = u && u.username ? `@${u.username}` : title === conv.peerId ? '' : conv.peerId;
+  }
+  $('chat-subtitle').textContent = subtitle;
+  const typing = store.typingNames(conv);
+  const tEl = $('typing-indicator');
+  tEl.hidden = typing.length === 0;
+  $('chat-subtitle').hidden = typing.length > 0;
+  tEl.textContent =
+    typing.length === 0 ? '' : typing.length === 1 ? `${typing[0]} is typing…` : `${typing.slice(0, -1).join(', ')} and ${typing.at(-1)} are typing…`;
+
+  renderHistoryStatus(conv);
+  renderMessages(conv);
+}
+
+function renderHistoryStatus(conv) {
+  const el = $('history-status');
+  let sig;
+  if (conv.historyError) sig = `error:${conv.historyError}`;
+  else if (conv.loadingOlder || conv.hasMore === null) sig = 'loading';
+  else if (conv.hasMore) sig = 'more';
+  else sig = 'start';
+  if (el.dataset.sig === sig) return;
+  el.dataset.sig = sig;
+  el.dataset.state = sig.split(':')[0];
+  el.replaceChildren();
+  if (sig === 'loading') el.append(h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('span', {}, 'Loading messages…'));
+  else if (sig === 'start') el.append(h('span', { class: 'start-note' }, 'This is the beginning of the conversation'));
+  else if (sig === 'more') el.append(h('span', { class: 'muted' }, ' '));
+  else el.append(h('span', {}, `Couldn't load messages: ${conv.historyError} `), h('button', { type: 'button', class: 'link' }, 'Retry'));
+}
+
+function isAtBottom() {
+  const box = $('messages');
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+}
+
+export function scrollToBottomNext() {
+  stickBottomOnce = true;
+}
+
+function renderMessages(conv) {
+  const st = store.state;
+  const meId = st.me.user_id;
+  const box = $('messages');
+  const itemsEl = $('message-items');
+  const switched = renderedConv !== conv.id;
+  if (switched) {
+    itemsEl.replaceChildren();
+    $('jump-bottom').hidden = true;
+  }
+  const atBottom = isAtBottom();
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  const firstBefore = itemsEl.firstElementChild?.dataset.key;
+  const lastBefore = itemsEl.lastElementChild?.dataset.key;
+
+  const items = [];
+  const now = Date.now();
+  let prevDay = null;
+  let prevFrom = null;
+  let prevTs = 0;
+  for (const m of store.orderedMessages(conv)) {
+    const day = startOfDay(m.timestamp);
+    if (day !== prevDay) {
+      const label = dayLabel(m.timestamp, now);
+      items.push({
+        key: `d:${day}`,
+        sig: label,
+        build: () => h('div', { class: 'day-sep', 'data-testid': 'day-separator', role: 'separator' }, h('span', {}, label)),
+      });
+      prevDay = day;
+      prevFrom = null;
+    }
+    if (m.type === MSG_SYSTEM) {
+      const text = systemText(m, store.userName);
+      items.push({
+        key: m.key,
+        sig: `sys|${m.rev}|${text}`,
+        build: () =>
+          h(
+            'div',
+            { class: 'system-note', 'data-testid': 'system-message', 'data-seq': m.seq ?? '', 'data-event': m.content?.event || '' },
+            h('span', { title: fullTime(m.timestamp) }, text),
+          ),
+      });
+      prevFrom = null;
+      continue;
+    }
+    // A "run" is consecutive messages from one sender within 5 minutes: only its first
+    // bubble shows the sender's name and avatar (in groups).
+    const first = m.from !== prevFrom || m.timestamp - prevTs > 5 * 60_000;
+    prevFrom = m.from;
+    prevTs = m.timestamp;
+    const sender = conv.type === 2 && !m.mine ? store.userName(m.from) : '';
+    const mentioned = !m.mine && mentions(m, meId);
+    items.push({
+      key: m.key,
+      sig: [m.rev, m.state, m.seq, first, sender, mentioned, m.error].join('|'),
+      build: () => buildMessage(m, { group: conv.type === 2, first, sender, mentioned }),
+    });
+  }
+
+  reconcile(itemsEl, items);
+  renderedConv = conv.id;
+
+  const firstAfter = itemsEl.firstElementChild?.dataset.key;
+  const lastAfter = itemsEl.lastElementChild?.dataset.key;
+  if (switched || stickBottomOnce || (atBottom && lastAfter !== lastBefore)) {
+    box.scrollTop = box.scrollHeight;
+    stickBottomOnce = false;
+  } else if (firstBefore && firstAfter !== firstBefore) {
+    // Older messages were prepended: keep the same messages under the user's eyes.
+    box.scrollTop = box.scrollHeight - fromBottom;
+  } else if (atBottom) {
+    box.scrollTop = box.scrollHeight;
+  } else if (lastAfter !== lastBefore && lastBefore) {
+    $('jump-bottom').hidden = false;
+  }
+
+  // Not enough messages to scroll: the scroll event that triggers scroll-back never fires.
+  if (conv.hasMore && !conv.loadingOlder && box.scrollHeight <= box.clientHeight + 8) {
+    setTimeout(() => handlers.onLoadOlder(), 0);
+  }
+}
+
+function buildMessage(m, { group, first, sender, mentioned }) {
+  const cls = ['msg-row', m.mine ? 'mine' : 'theirs', first ? 'first' : 'cont', `state-${m.state}`];
+  const row = h('div', {
+    class: cls.join(' '),
+    'data-testid': 'message',
+    'data-seq': m.seq ?? '',
+    'data-state': m.state,
+    'data-mine': m.mine ? 'true' : 'false',
+    'data-type': m.type,
+    'data-from': m.from,
+    'data-message-id': m.id || '',
+    'data-client-id': m.clientId || '',
+  });
+
+  if (group && !m.mine) {
+    row.append(first ? avatar(sender, m.from, 'sm') : h('div', { class: 'avatar-spacer', 'aria-hidden': 'true' }));
+  }
+
+  const bubble = h('div', { class: `bubble${mentioned ? ' mention' : ''}` });
+  if (group && !m.mine && first) {
+    bubble.append(h('div', { class: 'sender', style: `--hue:${hueOf(m.from)}`, 'data-testid': 'message-sender' }, sender));
+  }
+  bubble.append(buildContent(m));
+
+  const meta = h('span', { class: 'meta' }, h('time', { datetime: new Date(m.timestamp).toISOString(), title: fullTime(m.timestamp) }, clockTime(m.timestamp)));
+  if (m.mine) {
+    const label = m.state === 'sending' ? 'Sending' : m.state === 'failed' ? 'Not sent' : 'Sent';
+    const icon = m.state === 'sending' ? ICONS.clock : m.state === 'failed' ? ICONS.error : ICONS.check;
+    meta.append(h('span', { class: `status status-${m.state}`, 'data-testid': 'message-status', title: label, 'aria-label': label, html: icon }));
+  }
+  bubble.append(meta);
+  row.append(bubble);
+
+  if (m.mine && m.state === 'failed') {
+    row.append(
+      h(
+        'div',
+        { class: 'failed-actions' },
+        h('span', { class: 'failed-reason', 'data-testid': 'message-error' }, m.error || 'Not sent'),
+        h('button', { type: 'button', class: 'retry-btn', 'data-testid': 'retry', 'data-retry': m.clientId }, 'Retry'),
+      ),
+    );
+  }
+  return row;
+}
+
+function buildContent(m) {
+  const c = m.content || {};
+  if (m.type === MSG_IMAGE || (c.file_id && c.file_type === 'image')) {
+    const src = safeUrl(c.thumbnail_url || c.url);
+    const full = safeUrl(c.url || c.thumbnail_url);
+    if (src) {
+      return h(
+        'a',
+        { class: 'body media', href: full, target: '_blank', rel: 'noopener noreferrer' },
+        h('img', { src, alt: c.file_name || 'Image', loading: 'lazy' }),
+      );
+    }
+  }
+  if (m.type === MSG_FILE || m.type === MSG_VOICE || m.type === MSG_VIDEO || c.file_id) {
+    const url = safeUrl(c.url);
+    const name = c.file_name || messageSummary(m);
+    const inner = [
+      h('span', { class: 'file-icon', html: ICONS.file }),
+      h('span', { class: 'file-text' }, h('span', { class: 'file-name' }, name), c.file_size ? h('span', { class: 'file-size' }, fileSize(c.file_size)) : null),
+    ];
+    if (m.type === MSG_VOICE && url) return h('div', { class: 'body' }, h('audio', { controls: true, src: url, preload: 'none' }));
+    if (m.type === MSG_VIDEO && url) return h('div', { class: 'body media' }, h('video', { controls: true, src: url, preload: 'metadata' }));
+    return url
+      ? h('a', { class: 'body file', href: url, target: '_blank', rel: 'noopener noreferrer', download: c.file_name || true }, inner)
+      : h('div', { class: 'body file' }, inner);
+  }
+  if (m.type === MSG_CUSTOM && typeof c.text !== 'string') {
+    return h('div', { class: 'body custom' }, typeof c.json === 'string' ? c.json : JSON.stringify(c));
+  }
+  const text = typeof c.text === 'string' ? c.text : '';
+  const body = h('div', { class: 'body text', dir: 'auto' });
+  // Only emoji, up to 3: show them bigger, as messengers do.
+  if (/^\p{Extended_Pictographic}(\u200d?\p{Extended_Pictographic}|\ufe0f){0,8}$/u.test(text.trim()) && Array.from(text.trim()).length <= 6) {
+    body.classList.add('jumbo');
+  }
+  for (const part of linkParts(text)) {
+    body.append(part.href ? h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer' }, part.text) : part.text);
+  }
+  return body;
+}
+
+// ------------------------------------------------------------------ connection banner
+
+export function renderBanner() {
+  if (!store) return;
+  const { status, info } = store.state.conn;
+  const banner = $('connection-banner');
+  const text = $('banner-text');
+  const action = $('banner-action');
+  let msg = '';
+  let act = '';
+  if (status === 'connecting' && !info.quiet) msg = 'Connecting…';
+  else if (status === 'reconnecting') {
+    const secs = Math.ceil(((info.retryAt || 0) - Date.now()) / 1000);
+    msg = secs > 0 ? `Reconnecting… (retry in ${secs} s)` : 'Reconnecting…';
+    act = secs > 0 ? 'Retry now' : '';
+  } else if (status === 'offline') {
+    msg = 'You are offline. Reconnecting… when the network is back.';
+  } else if (status === 'replaced') {
+    msg = 'Quip is open in another window.';
+    act = 'Use here';
+  }
+  banner.hidden = !msg;
+  banner.dataset.state = msg ? status : 'connected';
+  text.textContent = msg;
+  action.hidden = !act;
+  action.textContent = act;
+}
+
+// ------------------------------------------------------------------ composer access
+
+export function composerText() {
+  return $('composer').value;
+}
+
+export function setComposerText(text) {
+  const c = $('composer');
+  c.value = text || '';
+  autosize();
+}
+
+export function focusComposer() {
+  // Do not pop the on-screen keyboard on phones when merely opening a chat.
+  if (window.matchMedia('(pointer: fine)').matches) $('composer').focus();
+}

@@ -1,0 +1,196 @@
+//! The broker as the browser bridge's [`Backend`], in-process.
+//!
+//! A bridge session behaves like a QUIC connection with one lane: it is registered in
+//! the router, catches up from the device's cursors, and then gets live deliveries,
+//! all written by the same [`LaneWriter`](crate::lane::LaneWriter) as QUIC lanes,
+//! only into a bounded channel instead of a stream. Requests go through the same
+//! [`dispatch`](crate::dispatch) as QUIC requests.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use prost::Message as _;
+use quip_bridge_ws::{Backend, BackendFuture, BackendSession, Identity};
+use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::context::BrokerContext;
+use crate::dispatch::{Requester, authenticate, dispatch, hello_ok, response};
+use crate::lane::LaneWriter;
+use crate::router::SessionCloser;
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub struct BrokerBackend {
+    ctx: Arc<BrokerContext>,
+}
+
+impl BrokerBackend {
+    pub fn new(ctx: Arc<BrokerContext>) -> Self {
+        Self { ctx }
+    }
+}
+
+/// Ends a bridge session: tells the bridge why, once.
+#[derive(Debug)]
+struct ChannelCloser(Mutex<Option<oneshot::Sender<pb::Error>>>);
+
+impl SessionCloser for ChannelCloser {
+    fn close(&self, code: ErrorCode, reason: &str) {
+        let sender = self.0.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(sender) = sender {
+            let _ = sender.send(pb::Error::new(code, reason));
+        }
+    }
+}
+
+fn wire(error: ServiceError) -> pb::Error {
+    error.to_pb()
+}
+
+impl Backend for BrokerBackend {
+    fn authenticate(&self, hello: pb::Hello) -> BackendFuture<'_, pb::HelloOk> {
+        Box::pin(async move {
+            if !quip_protocol::ids::is_device_id(&hello.device_id) {
+                return Err(pb::Error::new(
+                    ErrorCode::InvalidArgument,
+                    "device_id must be 1 to 64 of [A-Za-z0-9_.-]",
+                ));
+            }
+            let authenticated = authenticate(&self.ctx, &hello).await.map_err(wire)?;
+            Ok(hello_ok(&self.ctx, authenticated, &hello.device_id, 1))
+        })
+    }
+
+    fn identify<'a>(&'a self, access_token: &'a str) -> BackendFuture<'a, Identity> {
+        Box::pin(async move {
+            let claims = self
+                .ctx
+                .auth
+                .issuer()
+                .verify_access(access_token)
+                .map_err(wire)?;
+            // Also refuses users who were disabled or deleted since the token was issued.
+            let authenticated = self
+                .ctx
+                .auth
+                .authenticate_token(access_token, &claims.did)
+                .await
+                .map_err(wire)?;
+            Ok(Identity {
+                user_id: authenticated.user.user_id,
+                device_id: claims.did,
+            })
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        identity: &'a Identity,
+        body: client_frame::Body,
+    ) -> BackendFuture<'a, server_frame::Body> {
+        Box::pin(async move {
+            let requester = Arc::new(Requester {
+                user_id: identity.user_id.clone(),
+                device_id: identity.device_id.clone(),
+                session_id: 0,
+            });
+            let frame = pb::ClientFrame {
+                req_id: 1,
+                body: Some(body),
+            };
+            let (_, body) = dispatch(&self.ctx, &requester, frame).await.await;
+            match body {
+                server_frame::Body::Error(error) => Err(error),
+                body => Ok(body),
+            }
+        })
+    }
+
+    fn open_session(&self, hello: pb::Hello) -> BackendFuture<'_, BackendSession> {
+        Box::pin(async move {
+            let ctx = &self.ctx;
+            let device_id = hello.device_id.clone();
+            if !quip_protocol::ids::is_device_id(&device_id) {
+                return Err(pb::Error::new(
+                    ErrorCode::InvalidArgument,
+                    "malformed device_id",
+                ));
+            }
+            let authenticated = authenticate(ctx, &hello).await.map_err(wire)?;
+            let user_id = authenticated.user.user_id.clone();
+            let (closed_tx, closed) = oneshot::channel();
+            let (session, mut lanes) = ctx.router.register(
+                &user_id,
+                &device_id,
+                1,
+                ctx.config.lane_queue_len,
+                Box::new(ChannelCloser(Mutex::new(Some(closed_tx)))),
+            );
+            let requester = Arc::new(Requester {
+                user_id: user_id.clone(),
+                device_id: device_id.clone(),
+                session_id: session.id,
+            });
+            let sync = match ctx
+                .chat
+                .sync_points(requester.caller(), &hello.cursors)
+                .await
+            {
+                Ok(sync) => sync,
+                Err(error) => {
+                    ctx.router.unregister(&session);
+                    return Err(error.to_pb());
+                }
+            };
+            let hello_ok = hello_ok(ctx, authenticated, &device_id, 1);
+            let (frames_tx, frames) = mpsc::channel::<Bytes>(ctx.config.lane_queue_len);
+            let (requests, mut requests_rx) =
+                mpsc::channel::<pb::ClientFrame>(ctx.config.max_inflight_per_connection);
+
+            let lane = LaneWriter {
+                lane: 0,
+                send: frames_tx.clone(),
+                items: lanes.remove(0),
+                chat: ctx.chat.clone(),
+                user_id: user_id.clone(),
+                sync,
+                sync_batch: ctx.config.sync_batch,
+            };
+            tokio::spawn(async move {
+                if let Err(error) = lane.run().await {
+                    tracing::debug!(%error, "bridge lane ended");
+                }
+            });
+
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut inflight = FuturesUnordered::new();
+                loop {
+                    tokio::select! {
+                        frame = requests_rx.recv() => {
+                            let Some(frame) = frame else { break };
+                            let pending = dispatch(&ctx, &requester, frame).await;
+                            inflight.push(pending);
+                        }
+                        Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
+                            let frame = response(req_id, body).encode_length_delimited_to_vec();
+                            if frames_tx.send(Bytes::from(frame)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                ctx.router.unregister(&session);
+                tracing::debug!(user = %session.user_id, "bridge session ended");
+            });
+            Ok(BackendSession {
+                hello_ok,
+                requests,
+                frames,
+                closed,
+            })
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Requests, independent of the transport: authentication of a `Hello`, and the
+//! dispatch of every other `ClientFrame` to its service. QUIC connections and
+//! in-process bridge sessions both go through here, so they behave the same.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
+
+use crate::context::BrokerContext;
+use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
+
+/// A request in flight: resolves to the response body and the `req_id` it answers.
+pub type Pending = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
+
+/// What a successful `Hello` answers, on any transport.
+pub fn hello_ok(
+    ctx: &BrokerContext,
+    authenticated: Authenticated,
+    device_id: &str,
+    lanes: u32,
+) -> pb::HelloOk {
+    pb::HelloOk {
+        user_id: authenticated.user.user_id,
+        username: authenticated.user.username,
+        nickname: authenticated.user.nickname,
+        device_id: device_id.to_owned(),
+        tokens: authenticated.tokens,
+        lanes,
+        max_frame_bytes: ctx.config.max_frame_bytes as u32,
+        server_time_ms: crate::service::auth::now_ms(),
+    }
+}
+
+/// Who a request comes from: an authenticated device, and the session to skip (with
+/// an `Advance`) when fanning out its own messages (0: none, e.g. a REST request).
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub user_id: String,
+    pub device_id: String,
+    pub session_id: u64,
+}
+
+impl Requester {
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            user_id: &self.user_id,
+            device_id: &self.device_id,
+            session_id: self.session_id,
+        }
+    }
+}
+
+pub async fn authenticate(ctx: &BrokerContext, hello: &pb::Hello) -> ServiceResult<Authenticated> {
+    use pb::hello::Auth;
+    let device = &hello.device_id;
+    match &hello.auth {
+        Some(Auth::AccessToken(token)) => ctx.auth.authenticate_token(token, device).await,
+        Some(Auth::Password(p)) => ctx.auth.login(&p.username, &p.password, device).await,
+        Some(Auth::Register(r)) => {
+            ctx.auth
+                .register(&r.username, &r.password, &r.nickname, device)
+                .await
+        }
+        Some(Auth::RefreshToken(token)) => ctx.auth.refresh(token, device).await,
+        None => Err(ServiceError::new(
+            ErrorCode::Unauthenticated,
+            "Hello carries no credentials",
+        )),
+    }
+}
+
+/// Starts one request. Returns the future that answers it.
+pub async fn dispatch(
+    ctx: &Arc<BrokerContext>,
+    requester: &Arc<Requester>,
+    frame: pb::ClientFrame,
+) -> Pending {
+    let req_id = frame.req_id;
+    let caller = requester.caller();
+    let Some(body) = frame.body else {
+        return ready(req_id, Err(ServiceError::invalid("frame has no body")));
+    };
+    let owned = (ctx.clone(), requester.clone());
+    let pending: Pending = match body {
+        client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
+            Ok(ack) => {
+                Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) })
+            }
+            Err(error) => ready(req_id, Err(error)),
+        },
+        client_frame::Body::Hello(_) => ready(
+            req_id,
+            Err(ServiceError::new(
+                ErrorCode::AlreadyAuthenticated,
+                "already authenticated",
+            )),
+        ),
+        client_frame::Body::Ping(ping) => ready(
+            req_id,
+            Ok(server_frame::Body::Pong(pb::Pong {
+                client_time_ms: ping.client_time_ms,
+                server_time_ms: crate::service::auth::now_ms(),
+            })),
+        ),
+        client_frame::Body::History(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.history(session.caller(), &request).await;
+            answer(req_id, result.map(server_frame::Body::History))
+        }),
+        client_frame::Body::Conversations(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.conversations(session.caller(), &request).await;
+            answer(req_id, result.map(server_frame::Body::Conversations))
+        }),
+        client_frame::Body::Report(report) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.report(session.caller(), report).await;
+            answer(
+                req_id,
+                result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})),
+            )
+        }),
+        client_frame::Body::Group(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.groups.handle(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Group))
+        }),
+        client_frame::Body::LookupUser(lookup) => Box::pin(async move {
+            let (ctx, _) = owned;
+            let result = match &lookup.key {
+                Some(key) => ctx.auth.lookup(key).await,
+                None => Err(ServiceError::invalid("give a user_id or a username")),
+            };
+            answer(req_id, result.map(server_frame::Body::User))
+        }),
+        client_frame::Body::Refresh(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx
+                .auth
+                .refresh(&request.refresh_token, &session.device_id)
+                .await;
+            let tokens = result.and_then(|a| {
+                a.tokens
+                    .ok_or_else(|| ServiceError::new(ErrorCode::Internal, "no tokens issued"))
+            });
+            answer(req_id, tokens.map(server_frame::Body::Tokens))
+        }),
+    };
+    pending
+}
+
+pub fn ready(req_id: u64, result: ServiceResult<server_frame::Body>) -> Pending {
+    Box::pin(std::future::ready(answer(req_id, result)))
+}
+
+pub fn answer(req_id: u64, result: ServiceResult<server_frame::Body>) -> (u64, server_frame::Body) {
+    match result {
+        Ok(body) => (req_id, body),
+        Err(error) => {
+            if error.code() == ErrorCode::Unavailable || error.code() == ErrorCode::Internal {
+                tracing::warn!(%error, "request failed");
+            }
+            (req_id, server_frame::Body::Error(error.to_pb()))
+        }
+    }
+}
+
+pub fn response(req_id: u64, body: server_frame::Body) -> pb::ServerFrame {
+    pb::ServerFrame {
+        req_id,
+        body: Some(body),
+    }
+}
