@@ -76,6 +76,7 @@ const errMsg = (e) => (e && e.message) || String(e);
 /** Remembers a user's names (store + localStorage cache, saved debounced). */
 function learnUser(userId, info) {
   if (!userId || !info) return;
+  if (userId === (me() && me().user_id)) return;
   if (store.setUser(userId, info)) {
     usersCache[userId] = store.state.users.get(userId);
     clearTimeout(saveUsersTimer);
@@ -111,8 +112,13 @@ function scheduleRefresh() {
   }, delay);
 }
 
+/** True if the access token expires within marginMs (capped at 10 % of its lifetime, so
+ * short-lived tokens are not refreshed again right after being issued). */
 function tokenNearExpiry(marginMs = 10_000) {
-  return !!(auth && auth.expires_at && auth.expires_at - Date.now() < marginMs);
+  if (!auth || !auth.expires_at) return false;
+  const lifetime = auth.expires_at - (auth.received_at || 0);
+  const margin = auth.received_at ? Math.min(marginMs, lifetime * 0.1) : marginMs;
+  return auth.expires_at - Date.now() < margin;
 }
 
 /**
@@ -460,6 +466,10 @@ async function loadConversations() {
   let token = '';
   for (let page = 0; page < 10; page++) {
     const data = await api.conversations(token, 50);
+    for (const it of data.conversations || []) {
+      // Optional extension: a server that knows the peer's nickname may add it.
+      if (it && it.type === 1 && it.peer_id && it.peer_nickname) learnUser(it.peer_id, { nickname: it.peer_nickname });
+    }
     store.applyConversationList(data.conversations || []);
     token = data.next_page_token || '';
     if (!token) break;

@@ -37,7 +37,7 @@ export function dayLabel(ts, now = Date.now()) {
   const today = startOfDay(now);
   const day = startOfDay(ts);
   if (day === today) return 'Today';
-  if (today - day === 86_400_000 || Math.round((today - day) / 86_400_000) === 1) return 'Yesterday';
+  if (Math.round((today - day) / 86_400_000) === 1) return 'Yesterday'; // round: DST days
   const d = new Date(ts);
   const sameYear = d.getFullYear() === new Date(now).getFullYear();
   return d.toLocaleDateString(undefined, {

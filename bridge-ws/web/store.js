@@ -129,7 +129,9 @@ export function createStore({ schedule } = {}) {
     const prev = state.groups.get(group.group_id) || {};
     state.groups.set(group.group_id, { ...prev, ...group });
     const conv = ensureConv(group.conversation_id || groupConversationId(group.group_id));
-    if (conv && !conv.sortTs && group.created_at) conv.sortTs = Number(group.created_at) || 0;
+    let created = Number(group.created_at) || 0;
+    if (created > 0 && created < 1e11) created *= 1000; // seconds, not ms
+    if (conv && !conv.sortTs && created) conv.sortTs = created;
     emit();
   }
 
