@@ -495,7 +495,7 @@ async fn browser_and_quic_users_chat_both_ways_and_share_one_history() {
     assert_eq!(texts, vec!["from the browser", "from QUIC"]);
     assert_eq!(page["has_more"], false);
     let quic_page = native
-        .history(&got["conversation_id"].as_str().unwrap(), 0, 0, 50)
+        .history(got["conversation_id"].as_str().unwrap(), 0, 0, 50)
         .await
         .unwrap();
     assert_eq!(
