@@ -24,6 +24,7 @@ const REFRESH_LEAD_MS = 60_000; // refresh this long before expires_at (less for
 const MAX_TEXT_BYTES = 16_384; // broker default max_text_bytes
 const HISTORY_PAGE = 50;
 const MEMBERS_TTL_MS = 60_000;
+const READ_RECEIPT_DELAY_MS = 250; // coalesces read receipts during a burst
 
 /** WebSocket close codes that mean "your token is not good": refresh, then reconnect.
  * 4001 is what the lead announced; 4000 + the Quip error codes UNAUTHENTICATED (3),
@@ -53,6 +54,7 @@ let refreshTimer = 0;
 let tickTimer = 0;
 let deliveredTimer = 0;
 let saveUsersTimer = 0;
+let readTimer = 0;
 const lastTypingSent = new Map(); // conversation id -> ms
 const historyInflight = new Set(); // conversation ids
 const groupFetches = new Map(); // group id -> promise
@@ -145,6 +147,15 @@ function refreshTokens(prevToken) {
     } catch (e) {
       // 4xx (other than rate limiting): the refresh token is spent, expired or revoked.
       if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
+        // Without Web Locks (plain-http LAN pages) two tabs can race with the same
+        // single-use refresh token; the winner stores its result, so look again first.
+        await new Promise((r) => setTimeout(r, 1000));
+        const again = session.loadAuth();
+        if (again && auth && again.user_id === auth.user_id && again.refresh_token !== refreshToken) {
+          auth = again;
+          scheduleRefresh();
+          return auth;
+        }
         throw new SessionLost(e.status === 401 || e.isAuth ? undefined : e.message);
       }
       throw e;
@@ -268,14 +279,14 @@ function onMessage(f) {
     ensureGroup(conv.groupId);
     if (msg.type === MSG_SYSTEM) onGroupSystemMessage(conv, msg);
   }
-  if (store.isViewing(conv)) markRead(conv.id);
+  if (store.isViewing(conv)) scheduleMarkRead(conv.id);
   if (store.hasGap(conv)) scheduleGapRepair(conv.id);
 }
 
 function onAck(f) {
   const conv = store.applyAck(f);
   if (conv && store.hasGap(conv)) scheduleGapRepair(conv.id);
-  if (conv && store.isViewing(conv)) markRead(conv.id);
+  if (conv && store.isViewing(conv)) scheduleMarkRead(conv.id);
 }
 
 function onErrorFrame(f) {
@@ -334,6 +345,17 @@ function markRead(convId) {
     const conv = store.state.convs.get(convId);
     if (conv) conv.readSent = 0; // not sent: try again on the next view / connection
   }
+}
+
+/** Read receipts for messages arriving in the open conversation, coalesced: a catch-up of
+ * hundreds of messages sends one type-31, not hundreds. */
+function scheduleMarkRead(convId) {
+  if (readTimer) return;
+  readTimer = setTimeout(() => {
+    readTimer = 0;
+    const conv = activeConv();
+    if (conv && conv.id === convId && store.isViewing(conv)) markRead(conv.id);
+  }, READ_RECEIPT_DELAY_MS);
 }
 
 /** A seq gap the live stream did not fill (e.g. a message sent while this device's ACK was
