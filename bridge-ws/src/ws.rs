@@ -18,7 +18,7 @@ use prost::Message as _;
 use quip_protocol::json::{
     ack_to_json, error_to_json, message_to_json, send_request_from_json, types,
 };
-use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
+use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -276,8 +276,28 @@ impl Relay {
                     Awaiting::Report,
                 )
             }
-            // Typing indicators are accepted; relaying them arrives with presence.
-            types::TYPING => return (Vec::new(), Step::Continue),
+            types::TYPING => {
+                let Some(conv_id) = self.typing_conversation(&frame) else {
+                    return (
+                        vec![invalid(
+                            "typing needs conversation_id (or to / group_id)",
+                            message_id.as_deref(),
+                        )],
+                        Step::Continue,
+                    );
+                };
+                let typing = pb::Typing {
+                    conv_id,
+                    kind: pb::TypingKind::Typing as i32,
+                };
+                // req_id 0: no response.
+                let frame = pb::ClientFrame {
+                    req_id: 0,
+                    body: Some(client_frame::Body::Typing(typing)),
+                };
+                let _ = self.session.requests.try_send(frame);
+                return (Vec::new(), Step::Continue);
+            }
             types::HEARTBEAT => {
                 let content = frame.get("content").cloned().unwrap_or(json!({}));
                 return (
@@ -312,6 +332,29 @@ impl Relay {
         (Vec::new(), Step::Continue)
     }
 
+    /// The conversation a typing frame is about: `conversation_id`, or derived from
+    /// `group_id` / `to` as SimpleIM clients send them.
+    fn typing_conversation(&self, frame: &serde_json::Map<String, Value>) -> Option<String> {
+        let field = |key: &str| {
+            frame
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(conv_id) = field("conversation_id") {
+            return Some(conv_id.to_owned());
+        }
+        if let Some(group_id) = field("group_id") {
+            return Some(ids::group_conv_id(group_id));
+        }
+        let to = field("to")?;
+        if ids::is_group_id(to) {
+            Some(ids::group_conv_id(to))
+        } else {
+            Some(ids::single_conv_id(&self.session.hello_ok.user_id, to))
+        }
+    }
+
     /// One frame from the broker, as zero or more browser frames.
     fn handle_broker_frame(&mut self, frame: &[u8]) -> Vec<Value> {
         let Ok(frame) = pb::ServerFrame::decode_length_delimited(frame) else {
@@ -327,6 +370,13 @@ impl Relay {
                 .into_iter()
                 .collect(),
             (Some(server_frame::Body::SyncDone(_)), _) => vec![json!({"type": types::SYNC_DONE})],
+            (Some(server_frame::Body::Typing(notice)), _) => vec![json!({
+                "type": types::TYPING,
+                "conversation_id": notice.conv_id,
+                "from": notice.from,
+                "kind": if notice.kind == pb::TypingKind::Stopped as i32 { "stopped" } else { "typing" },
+                "expires_in_ms": notice.expires_in_ms,
+            })],
             (Some(server_frame::Body::ResumeFrom(resume)), _) => {
                 vec![
                     json!({"type": types::RESUME_FROM, "conversation_id": resume.conv_id, "seq": resume.seq}),

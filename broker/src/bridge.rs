@@ -175,6 +175,9 @@ impl Backend for BrokerBackend {
                             inflight.push(pending);
                         }
                         Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
+                            if req_id == 0 {
+                                continue; // no response expected (e.g. typing)
+                            }
                             let frame = response(req_id, body).encode_length_delimited_to_vec();
                             if frames_tx.send(Bytes::from(frame)).await.is_err() {
                                 break;

@@ -127,6 +127,14 @@ pub async fn dispatch(
             let result = ctx.groups.handle(session.caller(), request).await;
             answer(req_id, result.map(server_frame::Body::Group))
         }),
+        client_frame::Body::Typing(typing) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.typing(session.caller(), &typing).await;
+            answer(
+                req_id,
+                result.map(|_| server_frame::Body::ReportOk(pb::ReportOk {})),
+            )
+        }),
         client_frame::Body::LookupUser(lookup) => Box::pin(async move {
             let (ctx, _) = owned;
             let result = match &lookup.key {

@@ -143,6 +143,10 @@ impl<S: FrameSink> LaneWriter<S> {
     }
 
     async fn handle(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
+        if let LaneItem::Ephemeral { frame, .. } = item {
+            state.out.push(frame);
+            return Ok(());
+        }
         let seq = item.seq();
         let position = match state.positions.get(item.conv_id()) {
             Some(position) => *position,

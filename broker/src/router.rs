@@ -29,18 +29,25 @@ pub enum LaneItem {
     /// The device already holds `seq` (it sent it): move the lane's position past it
     /// without writing anything.
     Advance { conv_id: Arc<str>, seq: u64 },
+    /// A frame outside the conversation's sequence (typing): written as is, never
+    /// caught up; dropped rather than queued when the lane is full.
+    Ephemeral { conv_id: Arc<str>, frame: Bytes },
 }
 
 impl LaneItem {
     pub fn conv_id(&self) -> &Arc<str> {
         match self {
-            LaneItem::Deliver { conv_id, .. } | LaneItem::Advance { conv_id, .. } => conv_id,
+            LaneItem::Deliver { conv_id, .. }
+            | LaneItem::Advance { conv_id, .. }
+            | LaneItem::Ephemeral { conv_id, .. } => conv_id,
         }
     }
 
+    /// The item's seq; 0 for ephemeral items.
     pub fn seq(&self) -> u64 {
         match self {
             LaneItem::Deliver { seq, .. } | LaneItem::Advance { seq, .. } => *seq,
+            LaneItem::Ephemeral { .. } => 0,
         }
     }
 }
@@ -204,6 +211,32 @@ impl Router {
             );
         }
         delivered
+    }
+
+    /// Hands an ephemeral frame (typing) to every session of `recipients` except the
+    /// origin session. Best effort: a full lane drops it, since it expires anyway and
+    /// must never cost a device its session.
+    pub fn ephemeral(
+        &self,
+        conv_id: &Arc<str>,
+        frame: &Bytes,
+        recipients: &[String],
+        origin_session: u64,
+    ) -> usize {
+        let mut sent = 0;
+        for user_id in recipients {
+            let Some(list) = self.sessions.get(user_id.as_str()) else {
+                continue;
+            };
+            for session in list.iter().filter(|s| s.id != origin_session) {
+                let item = LaneItem::Ephemeral {
+                    conv_id: conv_id.clone(),
+                    frame: frame.clone(),
+                };
+                sent += usize::from(session.push(item));
+            }
+        }
+        sent
     }
 
     /// Closes every session (shutdown).

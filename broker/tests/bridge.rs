@@ -507,6 +507,32 @@ async fn browser_and_quic_users_chat_both_ways_and_share_one_history() {
         texts
     );
 
+    // Typing both ways: browser type 33 reaches the QUIC user, and back.
+    let conv_id = got["conversation_id"].as_str().unwrap().to_owned();
+    send_json(&mut ws, json!({"type": 33, "to": native_id})).await;
+    let notice = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(quip_sdk::Event::Typing(notice)) = native.next_event().await {
+                return notice;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (notice.conv_id.as_str(), notice.from.as_str()),
+        (conv_id.as_str(), browser.user_id.as_str())
+    );
+    native
+        .typing(&conv_id, quip_sdk::pb::TypingKind::Typing)
+        .await
+        .unwrap();
+    let typing = next_of(&mut ws, 33).await;
+    assert_eq!(
+        (typing["conversation_id"].as_str(), typing["from"].as_str()),
+        (Some(conv_id.as_str()), Some(native_id.as_str()))
+    );
+
     // Groups across transports.
     let group = web
         .post(

@@ -429,3 +429,40 @@ async fn every_device_gets_each_message_once_across_many_conversations() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_devices_but_is_never_stored() {
+    let broker = TestBroker::start().await;
+    let alice = broker.user("alice", "a").await;
+    let alice_laptop = broker.device("alice", "laptop").await;
+    let bob = broker.user("bob", "b").await;
+    let carol = broker.user("carol", "c").await;
+    let conv_id =
+        quip_protocol::ids::single_conv_id(&alice.user_id().unwrap(), &bob.user_id().unwrap());
+
+    alice
+        .typing(&conv_id, pb::TypingKind::Typing)
+        .await
+        .unwrap();
+    for client in [&bob, &alice_laptop] {
+        let notice = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(Event::Typing(notice)) = client.next_event().await {
+                    return notice;
+                }
+            }
+        })
+        .await
+        .expect("the typing notice arrives");
+        assert_eq!(
+            (notice.conv_id.as_str(), notice.from.as_str()),
+            (conv_id.as_str(), alice.user_id().unwrap().as_str())
+        );
+        assert!(notice.expires_in_ms > 0);
+    }
+    // Nothing was stored and nobody else is told.
+    let page = bob.history(&conv_id, 0, 0, 50).await.unwrap();
+    assert!(page.messages.is_empty());
+    let refused = carol.typing(&conv_id, pb::TypingKind::Typing).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::Forbidden));
+}

@@ -401,6 +401,27 @@ fn ping() -> BoxedStrategy<pb::Ping> {
         .boxed()
 }
 
+fn typing_kind() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::TypingKind::try_from(v).is_ok())
+}
+
+fn typing() -> BoxedStrategy<pb::Typing> {
+    (text(), typing_kind())
+        .prop_map(|(conv_id, kind)| pb::Typing { conv_id, kind })
+        .boxed()
+}
+
+fn typing_notice() -> BoxedStrategy<pb::TypingNotice> {
+    (text(), text(), typing_kind(), any::<u32>())
+        .prop_map(|(conv_id, from, kind, expires_in_ms)| pb::TypingNotice {
+            conv_id,
+            from,
+            kind,
+            expires_in_ms,
+        })
+        .boxed()
+}
+
 fn lookup_user() -> BoxedStrategy<pb::LookupUser> {
     prop_oneof![
         1 => Just(pb::LookupUser { key: None }),
@@ -703,6 +724,7 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         2 => report_cursors().prop_map(|b| Some(Body::Report(b))),
         2 => ping().prop_map(|b| Some(Body::Ping(b))),
         2 => lookup_user().prop_map(|b| Some(Body::LookupUser(b))),
+        2 => typing().prop_map(|b| Some(Body::Typing(b))),
         8 => group_request().prop_map(|b| Some(Body::Group(b))),
     ]
     .boxed()
@@ -727,6 +749,7 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         1 => Just(Some(Body::ReportOk(pb::ReportOk {}))),
         2 => pong().prop_map(|b| Some(Body::Pong(b))),
         2 => user_info().prop_map(|b| Some(Body::User(b))),
+        2 => typing_notice().prop_map(|b| Some(Body::Typing(b))),
         5 => deliver().prop_map(|b| Some(Body::Deliver(b))),
         2 => sync_done().prop_map(|b| Some(Body::SyncDone(b))),
         2 => resume_from().prop_map(|b| Some(Body::ResumeFrom(b))),
@@ -847,6 +870,7 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
         Some(Body::Report(_)) => vec!["client:report"],
         Some(Body::Ping(_)) => vec!["client:ping"],
         Some(Body::LookupUser(_)) => vec!["client:lookup_user"],
+        Some(Body::Typing(_)) => vec!["client:typing"],
         Some(Body::Group(g)) => {
             let mut names = vec!["client:group"];
             names.extend(group_request_variants(g));
@@ -973,6 +997,7 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
         Some(Body::ReportOk(_)) => vec!["server:report_ok"],
         Some(Body::Pong(_)) => vec!["server:pong"],
         Some(Body::User(_)) => vec!["server:user"],
+        Some(Body::Typing(_)) => vec!["server:typing"],
         Some(Body::Deliver(d)) => match &d.message {
             None => vec!["server:deliver", "deliver:empty"],
             Some(m) => vec!["server:deliver", message_variant(m)],
@@ -1027,6 +1052,7 @@ fn client_strategy_reaches_every_variant() {
         "client:report",
         "client:ping",
         "client:lookup_user",
+        "client:typing",
         "client:group",
         "group:none",
         "group:create",
@@ -1076,6 +1102,7 @@ fn server_strategy_reaches_every_variant() {
         "server:report_ok",
         "server:pong",
         "server:user",
+        "server:typing",
         "server:deliver",
         "deliver:empty",
         "message:no-content",

@@ -202,6 +202,15 @@ impl Chat {
                 after.as_secs_f64()
             ),
             Event::State(ConnectionState::Closed { reason }) => println!("* closed: {reason}"),
+            Event::Typing(notice) => {
+                let here = self
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| t.conv_id == notice.conv_id);
+                if here && notice.kind != quip_sdk::pb::TypingKind::Stopped as i32 {
+                    println!("* {} is typing…", self.who(&notice.from));
+                }
+            }
         }
     }
 

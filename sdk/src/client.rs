@@ -294,6 +294,20 @@ impl Client {
         }
     }
 
+    /// Tells the conversation's other online devices that this user is typing (or
+    /// recording, or stopped). Call it at most every few seconds while typing; the
+    /// indicator expires by itself.
+    pub async fn typing(&self, conv_id: &str, kind: pb::TypingKind) -> Result<()> {
+        let body = client_frame::Body::Typing(pb::Typing {
+            conv_id: conv_id.to_string(),
+            kind: kind as i32,
+        });
+        match self.shared.request(body, false).await? {
+            server_frame::Body::ReportOk(_) => Ok(()),
+            _ => Err(SdkError::UnexpectedResponse("expected ReportOk")),
+        }
+    }
+
     /// Round-trip time of a `Ping` on the control stream.
     pub async fn ping(&self) -> Result<Duration> {
         let started = Instant::now();

@@ -19,6 +19,9 @@ pub enum Event {
     SyncDone,
     /// The connection changed state.
     State(ConnectionState),
+    /// Someone is typing (or recording) in a conversation; show it for
+    /// `expires_in_ms` unless another notice comes. Never stored, not replayed.
+    Typing(pb::TypingNotice),
 }
 
 /// The connection's lifecycle as the application sees it.

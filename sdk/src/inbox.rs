@@ -113,6 +113,13 @@ impl Inbox {
         self.queue.push_back(Event::State(state));
     }
 
+    /// A typing notice; dropped when the queue is full (it expires anyway).
+    pub(crate) fn push_typing(&mut self, notice: pb::TypingNotice) {
+        if self.queue.len() < self.capacity {
+            self.queue.push_back(Event::Typing(notice));
+        }
+    }
+
     /// Queues `State(Closed)` as the very last event.
     pub(crate) fn finish(&mut self, reason: String) {
         if !self.finished {

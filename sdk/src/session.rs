@@ -258,6 +258,7 @@ async fn lane_loop(shared: Arc<Shared>, mut reader: FrameReader) -> Result<()> {
                 tracing::debug!(lane = done.lane, messages = done.messages, "lane synced");
                 shared.sync_done();
             }
+            Some(server_frame::Body::Typing(notice)) => shared.push_typing(notice),
             other => tracing::debug!(?other, "unexpected frame on a lane"),
         }
     }

@@ -219,6 +219,11 @@ impl Shared {
         }
     }
 
+    pub(crate) fn push_typing(&self, notice: pb::TypingNotice) {
+        self.inbox().push_typing(notice);
+        self.inbox_ready.notify_waiters();
+    }
+
     pub(crate) fn push_state(&self, state: ConnectionState) {
         self.inbox().push_state(state);
         self.inbox_ready.notify_waiters();

@@ -244,10 +244,15 @@ async fn control_loop(
                 }
             }
             Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
-                writer.push(&response(req_id, body));
+                // req_id 0: the client expects no response (e.g. typing).
+                if req_id != 0 {
+                    writer.push(&response(req_id, body));
+                }
                 // Coalesce whatever else is already done into the same write.
                 while let Some(Some((req_id, body))) = inflight.next().now_or_never() {
-                    writer.push(&response(req_id, body));
+                    if req_id != 0 {
+                        writer.push(&response(req_id, body));
+                    }
                 }
                 writer.flush().await.map_err(|e| e.to_string())?;
             }

@@ -16,6 +16,9 @@ use super::members::MemberCache;
 use crate::router::{Origin, Router};
 use crate::store::{Appended, CursorUpdate, NewMessage, Store};
 
+/// How long a typing indicator shows without a new notice.
+pub const TYPING_EXPIRES_MS: u32 = 5_000;
+
 /// Limits on requests, from the config.
 #[derive(Debug, Clone)]
 pub struct ChatLimits {
@@ -219,6 +222,42 @@ impl ChatService {
             router.deliver(&conv_id, message.seq, &frame, &recipients, origin);
             Ok(appended)
         }
+    }
+
+    /// Relays a typing notice to the conversation's other online devices. Nothing is
+    /// stored. Returns how many sessions it reached.
+    pub async fn typing(&self, caller: Caller<'_>, typing: &pb::Typing) -> ServiceResult<usize> {
+        let access = self.access(caller.user_id, &typing.conv_id).await?;
+        if access.cap != u64::MAX {
+            return Err(ServiceError::new(
+                ErrorCode::Forbidden,
+                "you left this conversation",
+            ));
+        }
+        let recipients: Arc<[String]> = match Conversation::parse(&typing.conv_id) {
+            Some(Conversation::Group { group_id }) => self.members.member_ids(group_id).await?,
+            Some(Conversation::Single { low, high }) => {
+                Arc::from(vec![low.to_owned(), high.to_owned()])
+            }
+            None => return Err(ServiceError::invalid("malformed conversation id")),
+        };
+        let kind = match pb::TypingKind::try_from(typing.kind) {
+            Ok(pb::TypingKind::Unspecified) | Err(_) => pb::TypingKind::Typing,
+            Ok(kind) => kind,
+        };
+        let frame = encode_frame_bytes(&pb::ServerFrame {
+            req_id: 0,
+            body: Some(pb::server_frame::Body::Typing(pb::TypingNotice {
+                conv_id: typing.conv_id.clone(),
+                from: caller.user_id.to_owned(),
+                kind: kind as i32,
+                expires_in_ms: TYPING_EXPIRES_MS,
+            })),
+        });
+        let conv_id: Arc<str> = Arc::from(typing.conv_id.as_str());
+        Ok(self
+            .router
+            .ephemeral(&conv_id, &frame, &recipients, caller.session_id))
     }
 
     /// Checks that the caller may send this to the group; returns its members.
