@@ -32,6 +32,9 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_APP_BASE: u16 = 4000;
 
+/// How long a closing socket waits for the peer's Close before dropping the connection.
+const CLOSE_HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: String,
@@ -179,12 +182,24 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
         }
     };
     if let Some((code, reason)) = close {
-        let _ = sink
+        let sent = sink
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: Utf8Bytes::from(reason),
             })))
             .await;
+        // The closing handshake: give the browser a moment to read our Close and
+        // answer it, so it sees the code rather than a reset connection.
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
     tracing::debug!(user = %user_id, "websocket closed");
 }

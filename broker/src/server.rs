@@ -248,6 +248,8 @@ async fn serve_http(
     let bridge = quip_bridge_ws::BridgeConfig {
         ws_max_message_bytes: config.ws_max_message_bytes,
         ws_idle_timeout: Duration::from_millis(config.ws_idle_timeout_ms),
+        // Ping often enough that a live browser's pong always lands within the timeout.
+        ws_ping_interval: Duration::from_millis((config.ws_idle_timeout_ms / 3).clamp(100, 30_000)),
         allowed_origins: config.allowed_origins.clone(),
         max_body_bytes: config.http_max_body_bytes,
         quic_port,

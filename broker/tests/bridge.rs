@@ -795,3 +795,41 @@ async fn origins_outside_the_allow_list_cannot_open_websockets() {
     let bad = format!("ws://{}/ws?token=forged", web.addr);
     assert!(tokio_tungstenite::connect_async(bad).await.is_err());
 }
+
+#[tokio::test]
+async fn silent_websockets_are_closed_after_the_idle_timeout_and_live_ones_stay() {
+    let broker = TestBroker::start_with(|c| c.ws_idle_timeout_ms = 600).await;
+    let web = Web::new(&broker);
+    let alice = web.account("alice").await;
+    let bob = web.account("bob").await;
+    // Bob's socket answers pings (tungstenite does while we read); Alice's is not read.
+    let mut alice_ws = web.socket(&alice).await;
+    let mut bob_ws = web.socket(&bob).await;
+    let keep_reading = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(2000);
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, bob_ws.next()).await {
+            assert!(
+                !matches!(frame, Message::Close(_)),
+                "a live socket is not closed"
+            );
+        }
+        bob_ws
+    });
+    // Past the timeout (closed at ~0.8 s), well within the 3 s closing handshake.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match alice_ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(close, Some(1001));
+    let mut bob_ws = keep_reading.await.unwrap();
+    send_json(&mut bob_ws, json!({"type": 99, "content": {}})).await;
+    next_of(&mut bob_ws, 100).await;
+}
