@@ -253,7 +253,6 @@ async fn serve_http(
         allowed_origins: config.allowed_origins.clone(),
         max_body_bytes: config.http_max_body_bytes,
         quic_port,
-        ..quip_bridge_ws::BridgeConfig::default()
     };
     let app = quip_bridge_ws::router(Arc::new(BrokerBackend::new(ctx.clone())), bridge);
     let task = tokio::spawn(async move {
