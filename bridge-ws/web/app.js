@@ -256,6 +256,9 @@ function onFrame(f) {
         loadConversations().catch(() => {});
       }
       break;
+    case 41: // RESUME_FROM: where the broker resumes this device in a conversation
+      store.applyResumeFrom(f.conversation_id, f.seq);
+      break;
     case 50:
       onErrorFrame(f);
       break;
@@ -792,19 +795,25 @@ document.addEventListener('visibilitychange', () => {
   if (conn && conn.status === 'reconnecting') conn.retryNow();
 });
 
-// Another tab refreshed the tokens, signed out, or signed in as someone else.
+// Another tab refreshed our tokens or signed us out. A tab signed in as someone else
+// (tests often run two users in one browser profile) keeps its own session in memory:
+// localStorage then holds whichever signed in or refreshed last.
 window.addEventListener('storage', (e) => {
-  if (e.key !== session.AUTH_STORAGE_KEY) return;
+  if (e.key !== session.AUTH_STORAGE_KEY || !auth) return;
+  let before = null;
+  try {
+    before = e.oldValue ? JSON.parse(e.oldValue) : null;
+  } catch {
+    /* ignore */
+  }
   const stored = session.loadAuth();
   if (!stored) {
-    if (auth) logout('You signed out in another window.');
-  } else if (auth && stored.user_id === auth.user_id) {
-    if (stored.token !== auth.token) {
-      auth = stored;
-      scheduleRefresh();
+    if (before && before.user_id === auth.user_id && before.token === auth.token) {
+      logout('You signed out in another window.');
     }
-  } else {
-    location.reload();
+  } else if (stored.user_id === auth.user_id && stored.token !== auth.token) {
+    auth = stored;
+    scheduleRefresh();
   }
 });
 

@@ -76,6 +76,7 @@ export function fileSize(bytes) {
 /** One-line text of a message for previews and notifications. */
 export function messageSummary(msg) {
   const c = msg.content || {};
+  if (msg.recalled) return 'Message deleted';
   switch (msg.type) {
     case MSG_IMAGE:
       return '📷 Photo';

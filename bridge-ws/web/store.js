@@ -69,6 +69,7 @@ export function createStore({ schedule } = {}) {
     groups: new Map(), // group_id -> group JSON
     convs: new Map(), // conversation_id -> conversation (see newConv)
     pendingIndex: new Map(), // client id -> conversation id, for ACK / error lookup
+    resumeBase: new Map(), // conversation id -> seq from a type-41 frame, before the conversation exists
     active: null, // open conversation id
     visible: true, // page visible (a conversation only counts as "viewed" when it is)
     conn: { status: 'stopped', info: {} },
@@ -96,6 +97,7 @@ export function createStore({ schedule } = {}) {
     state.groups.clear();
     state.convs.clear();
     state.pendingIndex.clear();
+    state.resumeBase.clear();
     state.active = null;
     state.convsLoaded = false;
     if (me) state.users.set(me.user_id, { nickname: me.nickname, username: me.username });
@@ -139,6 +141,8 @@ export function createStore({ schedule } = {}) {
 
   function newConv(id) {
     const parsed = parseConversationId(id) || { type: 1 };
+    const resumed = state.resumeBase.get(id);
+    state.resumeBase.delete(id);
     let peerId = '';
     if (parsed.type === 1 && parsed.users && state.me) {
       peerId = parsed.users[0] === state.me.user_id ? parsed.users[1] : parsed.users[0];
@@ -159,8 +163,8 @@ export function createStore({ schedule } = {}) {
       pending: new Map(), // client id -> my message without a seq yet
       holes: new Set(), // seqs that do not exist for us (learned from history pages)
       floor: 0, // lowest seq that exists for us (history said has_more: false below it)
-      contig: null, // highest contiguous seq received (delivered cursor), null until known
-      reported: 0, // highest seq we sent a type-32 delivered report for
+      contig: resumed ?? null, // highest contiguous seq received (delivered cursor), null until known
+      reported: resumed ?? 0, // highest seq we sent a type-32 delivered report for
       hasMore: null, // history: null = not loaded, true/false from the API
       loadingOlder: false,
       historyError: '',
@@ -259,6 +263,8 @@ export function createStore({ schedule } = {}) {
       groupId: raw.group_id || '',
       content: raw.content && typeof raw.content === 'object' ? raw.content : { text: String(raw.content ?? '') },
       timestamp: Number(raw.timestamp) || Date.now(),
+      editedAt: Number(raw.edited_at) || 0,
+      recalled: !!raw.recalled,
       mine,
       state: 'sent',
       error: '',
@@ -285,6 +291,23 @@ export function createStore({ schedule } = {}) {
       conv.last = msg;
       conv.sortTs = Math.max(conv.sortTs, msg.timestamp);
     }
+  }
+
+  /**
+   * Type 41 (RESUME_FROM): the broker resumes this device in the conversation after `seq`
+   * (the next delivery there is seq + 1), which fixes the start of the delivered cursor.
+   */
+  function applyResumeFrom(convId, seq) {
+    seq = Number(seq) || 0;
+    if (!convId) return;
+    const conv = state.convs.get(convId);
+    if (!conv) {
+      state.resumeBase.set(convId, seq);
+      return;
+    }
+    conv.contig = Math.max(conv.contig ?? seq, seq);
+    conv.reported = Math.max(conv.reported, seq);
+    advanceContig(conv);
   }
 
   /** Moves the contiguous cursor forward over received seqs and known holes. */
@@ -315,9 +338,17 @@ export function createStore({ schedule } = {}) {
 
     if (msg.seq && conv.msgs.has(msg.seq)) {
       // Duplicate (catch-up overlap, history overlap, echo to another device of mine).
+      // A newer copy may carry an edit or a recall: take those over.
+      const existing = conv.msgs.get(msg.seq);
+      if ((msg.recalled && !existing.recalled) || msg.editedAt > existing.editedAt) {
+        Object.assign(existing, { recalled: msg.recalled || existing.recalled, editedAt: msg.editedAt, content: msg.content });
+        existing.rev += 1;
+        conv.rev += 1;
+        emit();
+      }
       if (source === 'live' && conv.contig == null) conv.contig = msg.seq - 1;
       advanceContig(conv);
-      return { conv, msg: conv.msgs.get(msg.seq), isNew: false };
+      return { conv, msg: existing, isNew: false };
     }
 
     // My own message coming back (from another device, history or the catch-up after a
@@ -380,6 +411,8 @@ export function createStore({ schedule } = {}) {
       groupId: conv.type === 2 ? conv.groupId : '',
       content,
       timestamp: now,
+      editedAt: 0,
+      recalled: false,
       mine: true,
       state: 'sending',
       error: '',
@@ -628,6 +661,7 @@ export function createStore({ schedule } = {}) {
     isViewing,
     highestSeq,
     applyConversationList,
+    applyResumeFrom,
     addMessage,
     addOutgoing,
     findPending,

@@ -610,7 +610,7 @@ function buildMessage(m, { group, first, sender, mentioned }) {
   }
   bubble.append(buildContent(m));
 
-  const meta = h('span', { class: 'meta' }, h('time', { datetime: new Date(m.timestamp).toISOString(), title: fullTime(m.timestamp) }, clockTime(m.timestamp)));
+  const meta = h('span', { class: 'meta' }, m.editedAt && !m.recalled ? h('span', { class: 'edited' }, 'edited') : null, h('time', { datetime: new Date(m.timestamp).toISOString(), title: fullTime(m.timestamp) }, clockTime(m.timestamp)));
   if (m.mine) {
     const label = m.state === 'sending' ? 'Sending' : m.state === 'failed' ? 'Not sent' : 'Sent';
     const icon = m.state === 'sending' ? ICONS.clock : m.state === 'failed' ? ICONS.error : ICONS.check;
@@ -634,6 +634,7 @@ function buildMessage(m, { group, first, sender, mentioned }) {
 
 function buildContent(m) {
   const c = m.content || {};
+  if (m.recalled) return h('div', { class: 'body recalled', 'data-testid': 'message-recalled' }, 'This message was deleted');
   if (m.type === MSG_IMAGE || (c.file_id && c.file_type === 'image')) {
     const src = safeUrl(c.thumbnail_url || c.url);
     const full = safeUrl(c.url || c.thumbnail_url);

@@ -68,6 +68,24 @@ struct Announcement {
     also_to: Vec<String>,
 }
 
+impl Announcement {
+    /// An announcement to the current members only.
+    fn new(
+        event: &'static str,
+        user_ids: Vec<String>,
+        text: String,
+        writes: Vec<GroupWrite>,
+    ) -> Self {
+        Self {
+            event,
+            user_ids,
+            text,
+            writes,
+            also_to: Vec::new(),
+        }
+    }
+}
+
 impl GroupService {
     pub fn new(store: Arc<dyn Store>, chat: Arc<ChatService>, limits: GroupLimits) -> Self {
         Self {
@@ -309,13 +327,12 @@ impl GroupService {
             .announce(
                 caller,
                 group_id,
-                Announcement {
-                    event: "member_left",
-                    user_ids: vec![caller.user_id.to_owned()],
+                Announcement::new(
+                    "member_left",
+                    vec![caller.user_id.to_owned()],
                     text,
-                    writes: vec![GroupWrite::Group(group.clone()), leave_write(&member)],
-                    also_to: Vec::new(),
-                },
+                    vec![GroupWrite::Group(group.clone()), leave_write(&member)],
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, Role::Unspecified), seq))
@@ -378,13 +395,12 @@ impl GroupService {
             .announce(
                 caller,
                 &kick.group_id,
-                Announcement {
-                    event: "member_kicked",
-                    user_ids: vec![kick.user_id.clone()],
+                Announcement::new(
+                    "member_kicked",
+                    vec![kick.user_id.clone()],
                     text,
-                    writes: vec![GroupWrite::Group(group.clone()), leave_write(&target)],
-                    also_to: Vec::new(),
-                },
+                    vec![GroupWrite::Group(group.clone()), leave_write(&target)],
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, role(&actor)), seq))
@@ -405,13 +421,12 @@ impl GroupService {
             .announce(
                 caller,
                 group_id,
-                Announcement {
-                    event: "group_dissolved",
-                    user_ids: Vec::new(),
+                Announcement::new(
+                    "group_dissolved",
+                    Vec::new(),
                     text,
-                    writes: vec![GroupWrite::Group(group.clone())],
-                    also_to: Vec::new(),
-                },
+                    vec![GroupWrite::Group(group.clone())],
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, Role::Owner), seq))
@@ -444,17 +459,16 @@ impl GroupService {
             .announce(
                 caller,
                 &transfer.group_id,
-                Announcement {
-                    event: "owner_changed",
-                    user_ids: vec![heir.user_id.clone()],
+                Announcement::new(
+                    "owner_changed",
+                    vec![heir.user_id.clone()],
                     text,
-                    writes: vec![
+                    vec![
                         GroupWrite::Group(group.clone()),
                         GroupWrite::Update(owner),
                         GroupWrite::Update(heir),
                     ],
-                    also_to: Vec::new(),
-                },
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, Role::Admin), seq))
@@ -506,13 +520,12 @@ impl GroupService {
             .announce(
                 caller,
                 &update.group_id,
-                Announcement {
-                    event: "group_updated",
-                    user_ids: Vec::new(),
+                Announcement::new(
+                    "group_updated",
+                    Vec::new(),
                     text,
-                    writes: vec![GroupWrite::Group(group.clone())],
-                    also_to: Vec::new(),
-                },
+                    vec![GroupWrite::Group(group.clone())],
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, role(&actor)), seq))
@@ -557,13 +570,12 @@ impl GroupService {
             .announce(
                 caller,
                 &set.group_id,
-                Announcement {
-                    event: "role_changed",
-                    user_ids: vec![set.user_id.clone()],
+                Announcement::new(
+                    "role_changed",
+                    vec![set.user_id.clone()],
                     text,
-                    writes: vec![GroupWrite::Update(target)],
-                    also_to: Vec::new(),
-                },
+                    vec![GroupWrite::Update(target)],
+                ),
             )
             .await?;
         Ok(changed(self.info(&group, Role::Owner), seq))
