@@ -381,23 +381,50 @@ pub async fn conversations(
     else {
         return Err(unexpected());
     };
-    let conversations: Vec<Value> = list
-        .conversations
-        .iter()
-        .map(|c| {
-            json!({
-                "conversation_id": c.conv_id,
-                "type": if c.conv_id.starts_with(ids::GROUP_CONV_PREFIX) { 2 } else { 1 },
-                "peer_id": c.peer_id,
-                "last_message": c.last_message.as_ref().map(message_to_json),
-                "last_seq": c.last_seq,
-                "read_seq": c.read_seq,
-                "unread": c.unread,
-                "mentioned": c.mentioned,
-            })
-        })
-        .collect();
+    let mut conversations = Vec::with_capacity(list.conversations.len());
+    for c in &list.conversations {
+        let is_group = c.conv_id.starts_with(ids::GROUP_CONV_PREFIX);
+        conversations.push(json!({
+            "conversation_id": c.conv_id,
+            "type": if is_group { 2 } else { 1 },
+            "peer_id": c.peer_id,
+            "peer_nickname": peer_name(&state, &identity, &c.peer_id, is_group).await,
+            "last_message": c.last_message.as_ref().map(message_to_json),
+            "last_seq": c.last_seq,
+            "read_seq": c.read_seq,
+            "unread": c.unread,
+            "mentioned": c.mentioned,
+        }));
+    }
     ok(json!({"conversations": conversations, "next_page_token": list.next_page_token}))
+}
+
+/// The display name of a conversation's other side: a user's nickname or a group's
+/// name; empty when it cannot be found (the list still renders with the id).
+async fn peer_name(
+    state: &BridgeState,
+    identity: &Identity,
+    peer_id: &str,
+    is_group: bool,
+) -> String {
+    let body = if is_group {
+        client_frame::Body::Group(pb::GroupRequest {
+            op: Some(pb::group_request::Op::Get(pb::GetGroup {
+                group_id: peer_id.to_owned(),
+            })),
+        })
+    } else {
+        client_frame::Body::LookupUser(pb::LookupUser {
+            key: Some(pb::lookup_user::Key::UserId(peer_id.to_owned())),
+        })
+    };
+    match state.backend.request(identity, body).await {
+        Ok(server_frame::Body::User(user)) => user.nickname,
+        Ok(server_frame::Body::Group(pb::GroupResponse {
+            result: Some(pb::group_response::Result::Info(info)),
+        })) => info.name,
+        _ => String::new(),
+    }
 }
 
 #[utoipa::path(post, path = "/api/conversations/{conversation_id}/read", params(("conversation_id" = String, Path)), request_body = ReadBody,

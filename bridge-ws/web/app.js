@@ -11,6 +11,7 @@ import {
   MSG_GROUP,
   MSG_SINGLE,
   MSG_SYSTEM,
+  TYPING_SHOW_MS,
 } from './store.js';
 import * as ui from './ui.js';
 
@@ -26,9 +27,10 @@ const HISTORY_PAGE = 50;
 const MEMBERS_TTL_MS = 60_000;
 const READ_RECEIPT_DELAY_MS = 250; // coalesces read receipts during a burst
 
-/** WebSocket close codes that mean "your token is not good": refresh, then reconnect.
- * 4001 is what the lead announced; 4000 + the Quip error codes UNAUTHENTICATED (3),
- * TOKEN_EXPIRED (7) and TOKEN_INVALID (8) are accepted too, and 1008 (policy violation). */
+/** WebSocket close codes after which we refresh the token, then reconnect at once. The
+ * bridge closes with 4000 + the Quip error code: UNAUTHENTICATED (3), TOKEN_EXPIRED (7),
+ * TOKEN_INVALID (8). 4001 (announced for auth; BAD_FRAME in the 4000+code scheme) and 1008
+ * (policy violation) are treated the same: one extra refresh is harmless. */
 const AUTH_CLOSE_CODES = new Set([4001, 4003, 4007, 4008, 1008]);
 /** SESSION_REPLACED (20): another connection took this device over (e.g. a second tab). */
 const REPLACED_CLOSE_CODES = new Set([4020]);
@@ -313,7 +315,9 @@ function onTypingFrame(f) {
   let convId = f.conversation_id;
   if (!convId && f.group_id) convId = groupConversationId(f.group_id);
   if (!convId) convId = singleConversationId(f.from, me().user_id);
-  store.setTyping(convId, f.from);
+  // The bridge relays {type: 33, conversation_id, from, kind: "typing"|"stopped", expires_in_ms}.
+  const ms = f.kind === 'stopped' ? 0 : Math.min(Number(f.expires_in_ms) || TYPING_SHOW_MS, 30_000);
+  store.setTyping(convId, f.from, ms);
 }
 
 /** Membership or group changes arrive as SYSTEM messages: refetch the group (name, count). */

@@ -595,10 +595,13 @@ export function createStore({ schedule } = {}) {
 
   // ---------------------------------------------------------------- typing
 
-  function setTyping(convId, userId) {
+  /** Shows "… is typing" for ms (5 s unless the frame's expires_in_ms says otherwise);
+   * ms = 0 clears it (kind "stopped"). */
+  function setTyping(convId, userId, ms = TYPING_SHOW_MS) {
     const conv = state.convs.get(convId);
     if (!conv || !userId || (state.me && userId === state.me.user_id)) return;
-    conv.typing.set(userId, Date.now() + TYPING_SHOW_MS);
+    if (ms > 0) conv.typing.set(userId, Date.now() + ms);
+    else if (!conv.typing.delete(userId)) return;
     conv.rev += 1;
     emit();
   }

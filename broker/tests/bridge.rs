@@ -636,6 +636,7 @@ async fn rest_conversations_history_groups_and_reads() {
         (Some(60), Some(1), Some(alice.user_id.as_str()))
     );
     assert_eq!(conv["last_message"]["content"]["text"], "m60");
+    assert_eq!(conv["peer_nickname"], "ALICE");
     let conv_id = conv["conversation_id"].as_str().unwrap().to_owned();
     web.post(
         &format!("/api/conversations/{conv_id}/read"),
