@@ -93,7 +93,8 @@ async function openChatWith(page, username) {
   await byId(page, 'new-chat').click();
   await byId(page, 'new-chat-username').fill(username);
   await byId(page, 'new-chat-submit').click();
-  await byId(page, 'composer').waitFor({ timeout: WAIT });
+  await page.locator('[data-testid="chat-title"]', { hasText: username[0].toUpperCase() + username.slice(1) })
+    .waitFor({ timeout: WAIT });
 }
 
 async function send(page, text) {
@@ -134,7 +135,8 @@ test('two browsers chat 1:1 and in a group, and history survives a reload', asyn
   await byId(alice, 'new-group-name').fill('Rustaceans');
   await byId(alice, 'new-group-members').fill('bob');
   await byId(alice, 'new-group-submit').click();
-  await byId(alice, 'composer').waitFor({ timeout: WAIT });
+  // The new group opens (the composer was already visible from the 1:1 chat).
+  await alice.locator('[data-testid="chat-title"]', { hasText: 'Rustaceans' }).waitFor({ timeout: WAIT });
   await send(alice, 'Welcome to the group');
   const groupItem = bob.locator('[data-testid="conversation-item"]', { hasText: 'Rustaceans' });
   await groupItem.waitFor({ timeout: WAIT });
