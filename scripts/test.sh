@@ -30,8 +30,9 @@ fi
 
 cargo test --workspace "$@"
 
-# The browser tests drive the broker binary that `cargo test` just built.
+# The browser tests drive target/debug/quip-broker, which `cargo test` just built for
+# the integration tests (a separate `cargo build` would rebuild every dependency in
+# another profile).
 if [ $# -eq 0 ]; then
-  cargo build -p quip-broker --bin quip-broker
   (cd bridge-ws/e2e && npm test)
 fi
