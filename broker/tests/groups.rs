@@ -45,6 +45,19 @@ fn refused(response: ServiceResult<pb::GroupResponse>) -> ErrorCode {
         .code()
 }
 
+fn join(group_id: &str) -> Op {
+    Op::Join(pb::JoinGroup {
+        group_id: group_id.to_owned(),
+        ..Default::default()
+    })
+}
+
+fn leave(group_id: &str) -> Op {
+    Op::Leave(pb::LeaveGroup {
+        group_id: group_id.to_owned(),
+    })
+}
+
 async fn create(
     broker: &TestBroker,
     owner: &Client,
@@ -258,17 +271,7 @@ async fn join_modes_open_approval_and_invite_only() {
 
     // Open: anyone joins; members may invite.
     let open = create(&broker, &owner, &[], JoinMode::Open).await;
-    let joined = changed(
-        op(
-            &broker,
-            &member,
-            Op::Join(pb::JoinGroup {
-                group_id: open.clone(),
-                ..Default::default()
-            }),
-        )
-        .await,
-    );
+    let joined = changed(op(&broker, &member, join(&open)).await);
     assert!(joined.seq > 0 && !joined.pending_approval);
     let invited = changed(
         op(
@@ -346,17 +349,7 @@ async fn join_modes_open_approval_and_invite_only() {
     assert_eq!(accepted.group.unwrap().member_count, 3);
     member.send(group_text(&approval, "in")).await.unwrap();
     // A rejected request leaves no member and no request behind.
-    changed(
-        op(
-            &broker,
-            &outsider,
-            Op::Join(pb::JoinGroup {
-                group_id: approval.clone(),
-                ..Default::default()
-            }),
-        )
-        .await,
-    );
+    changed(op(&broker, &outsider, join(&approval)).await);
     changed(
         op(
             &broker,
@@ -391,12 +384,8 @@ async fn join_modes_open_approval_and_invite_only() {
 
     // Invite-only: no joining at all.
     let closed = create(&broker, &owner, &[&member], JoinMode::InviteOnly).await;
-    let join = Op::Join(pb::JoinGroup {
-        group_id: closed.clone(),
-        ..Default::default()
-    });
     assert_eq!(
-        refused(op(&broker, &outsider, join).await),
+        refused(op(&broker, &outsider, join(&closed)).await),
         ErrorCode::Forbidden
     );
     let by_member = Op::Invite(pb::InviteMembers {
@@ -408,17 +397,7 @@ async fn join_modes_open_approval_and_invite_only() {
         ErrorCode::Forbidden
     );
     // Joining twice is harmless.
-    let again = changed(
-        op(
-            &broker,
-            &member,
-            Op::Join(pb::JoinGroup {
-                group_id: open.clone(),
-                ..Default::default()
-            }),
-        )
-        .await,
-    );
+    let again = changed(op(&broker, &member, join(&open)).await);
     assert_eq!(again.seq, 0);
 }
 
@@ -550,11 +529,8 @@ async fn roles_govern_kick_mute_dissolve_transfer_and_roles() {
         refused(op(&broker, &admin, transfer(&admin)).await),
         ErrorCode::Forbidden
     );
-    let leave = Op::Leave(pb::LeaveGroup {
-        group_id: group_id.clone(),
-    });
     assert_eq!(
-        refused(op(&broker, &owner, leave.clone()).await),
+        refused(op(&broker, &owner, leave(&group_id)).await),
         ErrorCode::Forbidden
     );
     let transferred = changed(op(&broker, &owner, transfer(&admin)).await);
@@ -567,19 +543,15 @@ async fn roles_govern_kick_mute_dissolve_transfer_and_roles() {
         refused(op(&broker, &owner, dissolve.clone()).await),
         ErrorCode::Forbidden
     );
-    changed(op(&broker, &owner, leave).await);
+    changed(op(&broker, &owner, leave(&group_id)).await);
     let dissolved = changed(op(&broker, &admin, dissolve).await);
     assert!(dissolved.group.unwrap().dissolved);
     assert_eq!(
         send_code(&member, group_text(&group_id, "anyone?")).await,
         Some(ErrorCode::Forbidden)
     );
-    let join = Op::Join(pb::JoinGroup {
-        group_id: group_id.clone(),
-        ..Default::default()
-    });
     assert_eq!(
-        refused(op(&broker, &other, join).await),
+        refused(op(&broker, &other, join(&group_id)).await),
         ErrorCode::Forbidden
     );
     // History stays readable for the members.
@@ -719,17 +691,7 @@ async fn offline_members_sync_messages_and_system_events_and_new_members_see_onl
         .send(group_text(&group_id, "before late joins"))
         .await
         .unwrap();
-    let joined = changed(
-        op(
-            &broker,
-            &late,
-            Op::Join(pb::JoinGroup {
-                group_id: group_id.clone(),
-                ..Default::default()
-            }),
-        )
-        .await,
-    );
+    let joined = changed(op(&broker, &late, join(&group_id)).await);
     assert_eq!(joined.seq, 5);
     owner
         .send(group_text(&group_id, "after late joined"))
@@ -806,16 +768,7 @@ async fn former_members_keep_history_up_to_their_leaving_and_get_nothing_after()
     let group_id = create(&broker, &owner, &[&bob], JoinMode::Open).await;
     let conv_id = format!("group:{group_id}");
     owner.send(group_text(&group_id, "before")).await.unwrap();
-    let left = changed(
-        op(
-            &broker,
-            &bob,
-            Op::Leave(pb::LeaveGroup {
-                group_id: group_id.clone(),
-            }),
-        )
-        .await,
-    );
+    let left = changed(op(&broker, &bob, leave(&group_id)).await);
     assert_eq!(left.seq, 3);
     owner.send(group_text(&group_id, "after")).await.unwrap();
 
@@ -885,22 +838,11 @@ async fn a_full_group_accepts_no_more_members() {
         ErrorCode::GroupFull
     );
     let group_id = create(&broker, &owner, &[&a], JoinMode::Open).await;
-    changed(
-        op(
-            &broker,
-            &b,
-            Op::Join(pb::JoinGroup {
-                group_id: group_id.clone(),
-                ..Default::default()
-            }),
-        )
-        .await,
+    changed(op(&broker, &b, join(&group_id)).await);
+    assert_eq!(
+        refused(op(&broker, &c, join(&group_id)).await),
+        ErrorCode::GroupFull
     );
-    let join = Op::Join(pb::JoinGroup {
-        group_id: group_id.clone(),
-        ..Default::default()
-    });
-    assert_eq!(refused(op(&broker, &c, join).await), ErrorCode::GroupFull);
     let invite = Op::Invite(pb::InviteMembers {
         group_id: group_id.clone(),
         user_ids: vec![c.user_id().unwrap()],
@@ -910,16 +852,7 @@ async fn a_full_group_accepts_no_more_members() {
         ErrorCode::GroupFull
     );
     // Room again after someone leaves.
-    changed(
-        op(
-            &broker,
-            &b,
-            Op::Leave(pb::LeaveGroup {
-                group_id: group_id.clone(),
-            }),
-        )
-        .await,
-    );
+    changed(op(&broker, &b, leave(&group_id)).await);
     let invited = changed(op(&broker, &owner, invite).await);
     assert_eq!(invited.group.unwrap().member_count, 3);
 }
