@@ -292,7 +292,7 @@ pub async fn login(
     Body(body): Body<LoginBody>,
 ) -> ApiResult {
     let device_id = if body.device_id.is_empty() {
-        format!("web-{:016x}", rand_u64())
+        format!("web-{:016x}", rand::random::<u64>())
     } else {
         body.device_id
     };
@@ -502,18 +502,23 @@ pub async fn group_history(
     history(&state, &identity, ids::group_conv_id(&group_id), query).await
 }
 
+/// A `GroupRole` as the JSON API names it; "" for none (not a member).
+fn role_name(role: i32) -> &'static str {
+    match pb::GroupRole::try_from(role) {
+        Ok(pb::GroupRole::Owner) => "owner",
+        Ok(pb::GroupRole::Admin) => "admin",
+        Ok(pb::GroupRole::Member) => "member",
+        _ => "",
+    }
+}
+
 fn group_json(group: &pb::GroupInfo) -> Value {
     let join_mode = match pb::JoinMode::try_from(group.join_mode) {
         Ok(pb::JoinMode::Approval) => "approval",
         Ok(pb::JoinMode::InviteOnly) => "invite_only",
         _ => "open",
     };
-    let my_role = match pb::GroupRole::try_from(group.my_role) {
-        Ok(pb::GroupRole::Owner) => "owner",
-        Ok(pb::GroupRole::Admin) => "admin",
-        Ok(pb::GroupRole::Member) => "member",
-        _ => "",
-    };
+    let my_role = role_name(group.my_role);
     json!({
         "group_id": group.group_id,
         "conversation_id": group.conv_id,
@@ -694,12 +699,7 @@ pub async fn group_members(
                 .members
                 .iter()
                 .map(|m| {
-                    let role = match pb::GroupRole::try_from(m.role) {
-                        Ok(pb::GroupRole::Owner) => "owner",
-                        Ok(pb::GroupRole::Admin) => "admin",
-                        _ => "member",
-                    };
-                    json!({"user_id": m.user_id, "nickname": m.nickname, "role": role, "joined_at": m.joined_at_ms, "muted_until": m.muted_until_ms})
+                    json!({"user_id": m.user_id, "nickname": m.nickname, "role": role_name(m.role), "joined_at": m.joined_at_ms, "muted_until": m.muted_until_ms})
                 })
                 .collect();
             ok(json!({"members": members, "next_after": page.next_after_user_id}))
@@ -711,16 +711,4 @@ pub async fn group_members(
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "{status: ok}")))]
 pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Good enough for a device id suffix; no cryptographic use.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
 }

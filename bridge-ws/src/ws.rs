@@ -21,6 +21,7 @@ use quip_protocol::json::{
 use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::BridgeState;
 use crate::backend::BackendSession;
@@ -78,7 +79,16 @@ pub async fn upgrade(
     // messages just over the limit ourselves.
     ws.max_message_size(limit.saturating_mul(2))
         .max_frame_size(limit.saturating_mul(2))
-        .on_upgrade(move |socket| relay(socket, session, state))
+        .on_upgrade(move |socket| {
+            // One span per socket, like QUIC connections: every log line of the relay
+            // names its user and device.
+            let span = tracing::info_span!(
+                "ws",
+                user = %session.hello_ok.user_id,
+                device = %session.hello_ok.device_id
+            );
+            relay(socket, session, state).instrument(span)
+        })
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -112,10 +122,6 @@ enum Step {
 }
 
 async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeState>) {
-    let user_id = session.hello_ok.user_id.clone();
-    let span = tracing::info_span!("ws", user = %user_id, device = %session.hello_ok.device_id);
-    let _entered = span.enter();
-    drop(_entered);
     let (mut sink, mut stream) = socket.split();
     let mut relay = Relay {
         session,
@@ -201,7 +207,7 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
             .await;
         }
     }
-    tracing::debug!(user = %user_id, "websocket closed");
+    tracing::debug!("websocket closed");
 }
 
 fn invalid(message: &str, message_id: Option<&str>) -> Value {

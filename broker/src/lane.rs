@@ -174,7 +174,7 @@ impl<S: FrameSink> LaneWriter<S> {
         state: &mut State,
         conv_id: &Arc<str>,
     ) -> Result<u64, LaneError> {
-        let access = self.chat.start_of(&self.user_id, conv_id).await?;
+        let access = self.chat.access(&self.user_id, conv_id).await?;
         if access.floor > 0 {
             state.out.push(resume_from(conv_id, access.floor));
         }

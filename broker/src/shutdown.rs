@@ -40,10 +40,6 @@ impl Shutdown {
         self.trigger.send_replace(true);
     }
 
-    pub fn is_signalled(&self) -> bool {
-        *self.signal.borrow()
-    }
-
     /// Resolves once shutdown has been triggered.
     pub async fn signalled(&self) {
         let mut signal = self.signal.clone();

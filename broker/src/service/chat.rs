@@ -568,12 +568,6 @@ impl ChatService {
         Ok(points)
     }
 
-    /// Where a device starts in a conversation it has not seen on this connection
-    /// (a group it joined meanwhile starts at its joining), and where it must stop.
-    pub async fn start_of(&self, user_id: &str, conv_id: &str) -> ServiceResult<Access> {
-        self.access(user_id, conv_id).await
-    }
-
     /// Committed messages `from..=to` of a conversation, for lane catch-up.
     pub async fn read_range(
         &self,
