@@ -24,6 +24,19 @@ pub struct TargetArgs {
     /// Durability for --spawn: fsync or os.
     #[arg(long, global = true, default_value = "fsync")]
     pub durability: String,
+    /// The broker's HTTP/WebSocket address (loopback only), for WebSocket clients.
+    /// With --spawn a free loopback port is chosen.
+    #[arg(long, global = true)]
+    pub http_addr: Option<SocketAddr>,
+    /// The broker's JWT secret, so the load test can mint access tokens itself instead
+    /// of logging in thousands of times (argon2 is deliberately slow). With --spawn a
+    /// random secret is generated and handed to the broker.
+    #[arg(long, global = true, env = "QUIP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Extra arguments for the spawned broker (repeatable), e.g.
+    /// `--broker-arg=--store-cache-mib=64`.
+    #[arg(long = "broker-arg", global = true, allow_hyphen_values = true)]
+    pub broker_args: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -31,6 +44,10 @@ pub struct Target {
     pub addr: SocketAddr,
     pub cert: PathBuf,
     pub durability: String,
+    /// HTTP/WebSocket address, when known.
+    pub http_addr: Option<SocketAddr>,
+    /// The broker's JWT secret, when known (see [`TargetArgs::jwt_secret`]).
+    pub jwt_secret: Option<String>,
     child: Mutex<Option<Child>>,
     _data_dir: Option<TempDir>,
 }
@@ -38,13 +55,12 @@ pub struct Target {
 impl Target {
     pub async fn resolve(args: &TargetArgs) -> anyhow::Result<Target> {
         if args.spawn {
-            return Self::spawn(&args.durability).await;
+            return Self::spawn(args).await;
         }
-        if !is_loopback(args.addr.ip()) {
-            bail!(
-                "quip-loadtest only targets loopback addresses, not {}",
-                args.addr
-            );
+        for addr in std::iter::once(args.addr).chain(args.http_addr) {
+            if !is_loopback(addr.ip()) {
+                bail!("quip-loadtest only targets loopback addresses, not {addr}");
+            }
         }
         let cert = args
             .cert
@@ -54,26 +70,35 @@ impl Target {
             addr: args.addr,
             cert,
             durability: args.durability.clone(),
+            http_addr: args.http_addr,
+            jwt_secret: args.jwt_secret.clone(),
             child: Mutex::new(None),
             _data_dir: None,
         })
     }
 
-    async fn spawn(durability: &str) -> anyhow::Result<Target> {
+    async fn spawn(args: &TargetArgs) -> anyhow::Result<Target> {
+        let durability = args.durability.as_str();
         let exe = std::env::current_exe()?
             .parent()
             .context("binary has a directory")?
             .join("quip-broker");
         let data_dir = TempDir::new()?;
         let addr = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        let http_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let jwt_secret = format!("{:032x}", rand::random::<u128>());
         let child = Command::new(&exe)
             .arg("--data-dir")
             .arg(&data_dir.0)
             .arg("--quic-addr")
             .arg(addr.to_string())
+            .arg("--http-addr")
+            .arg(http_addr.to_string())
             .arg("--durability")
             .arg(durability)
+            .args(&args.broker_args)
             .env("QUIP_LOG", "warn")
+            .env("QUIP_JWT_SECRET", &jwt_secret)
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| {
@@ -86,6 +111,8 @@ impl Target {
             addr,
             cert: data_dir.0.join("tls").join("cert.pem"),
             durability: durability.to_owned(),
+            http_addr: Some(http_addr),
+            jwt_secret: Some(jwt_secret),
             child: Mutex::new(Some(child)),
             _data_dir: Some(data_dir),
         };

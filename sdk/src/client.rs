@@ -63,7 +63,7 @@ impl Client {
             )));
         }
         let quic = client_config(&trust, &options.transport)?;
-        let link = dial_with(&quic, addr, &options.server_name).await?;
+        let link = dial_with(&quic, addr, &options.server_name, options.endpoint.as_ref()).await?;
         Ok(Client {
             shared: Arc::new(Shared::new(addr, options, quic)),
             unauthenticated: AsyncMutex::new(Some(link)),

@@ -111,7 +111,13 @@ pub(crate) async fn connect(shared: &Shared, auth: hello::Auth) -> Result<Establ
     if shared.is_shut_down() {
         return Err(SdkError::ClientClosed);
     }
-    let link = dial_with(&shared.quic, shared.addr, &shared.options.server_name).await?;
+    let link = dial_with(
+        &shared.quic,
+        shared.addr,
+        &shared.options.server_name,
+        shared.options.endpoint.as_ref(),
+    )
+    .await?;
     let hello = shared.hello(auth);
     let established = handshake(
         link,

@@ -59,6 +59,9 @@ pub use options::ClientOptions;
 pub use transport::{TransportOptions, dial};
 pub use trust::{Trust, sha256_fingerprint};
 
+/// The QUIC implementation, re-exported so a shared [`ClientOptions::endpoint`] is
+/// built with the same version the SDK uses.
+pub use quinn;
 /// The wire types the API uses (`Message`, `SendRequest`, `SendAck`, `Tokens`, ...).
 pub use quip_protocol::pb;
 pub use quip_protocol::pb::{

@@ -32,6 +32,11 @@ pub struct ClientOptions {
     /// How long a gap in a conversation may stay open before the missing messages
     /// are fetched from history. Lanes are dense, so a gap normally closes at once.
     pub gap_grace: Duration,
+    /// A client endpoint (UDP socket) to connect on, shared with other clients. By
+    /// default every client binds its own. Sharing one is for processes that hold
+    /// many connections (a load generator, a multi-account app): one socket and one
+    /// endpoint driver instead of thousands. Build it with `quinn::Endpoint::client`.
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +51,7 @@ impl Default for ClientOptions {
             event_buffer: 4096,
             request_timeout: Duration::from_secs(10),
             gap_grace: Duration::from_millis(500),
+            endpoint: None,
         }
     }
 }

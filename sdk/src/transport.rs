@@ -39,6 +39,10 @@ impl Default for TransportOptions {
 pub(crate) struct Link {
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) connection: quinn::Connection,
+    /// False when the endpoint is shared with other clients (see
+    /// [`ClientOptions::endpoint`](crate::ClientOptions::endpoint)): then it outlives
+    /// this connection, keeps sending its close, and must not be waited on.
+    owns_endpoint: bool,
 }
 
 impl Link {
@@ -46,7 +50,9 @@ impl Link {
     /// the broker, so it does not have to wait out its idle timeout.
     pub(crate) async fn close(&self, code: u32, reason: &str) {
         self.connection.close(code.into(), reason.as_bytes());
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        if self.owns_endpoint {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        }
     }
 }
 
@@ -61,7 +67,9 @@ pub async fn dial(
     transport: &TransportOptions,
 ) -> Result<quinn::Connection> {
     let config = client_config(trust, transport)?;
-    Ok(dial_with(&config, addr, server_name).await?.connection)
+    Ok(dial_with(&config, addr, server_name, None)
+        .await?
+        .connection)
 }
 
 /// Builds the quinn client configuration once; reconnects reuse it.
@@ -104,25 +112,35 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
-/// Binds a fresh endpoint and connects it. One endpoint per connection keeps each
-/// client's socket (and its failure) its own.
+/// Connects on `shared` when given, else on a freshly bound endpoint. One endpoint
+/// per connection (the default) keeps each client's socket (and its failure) its own.
 pub(crate) async fn dial_with(
     config: &quinn::ClientConfig,
     addr: SocketAddr,
     server_name: &str,
+    shared: Option<&quinn::Endpoint>,
 ) -> Result<Link> {
-    let bind: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    let owns_endpoint = shared.is_none();
+    let endpoint = match shared {
+        Some(endpoint) => endpoint.clone(),
+        None => quinn::Endpoint::client(unspecified_for(addr))?,
     };
-    let endpoint = quinn::Endpoint::client(bind)?;
     let connecting = endpoint.connect_with(config.clone(), addr, server_name)?;
     let connection = connecting.await?;
     tracing::debug!(%addr, server_name, "QUIC connection established");
     Ok(Link {
         endpoint,
         connection,
+        owns_endpoint,
     })
+}
+
+/// The any-address of `addr`'s family, port 0: what a client endpoint binds.
+fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
 }
 
 #[cfg(test)]
