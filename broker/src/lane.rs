@@ -19,12 +19,15 @@ use bytes::Bytes;
 use quip_protocol::{encode_frame_bytes, pb};
 use tokio::sync::mpsc;
 
+use crate::queue::QueueReceiver;
 use crate::router::LaneItem;
 use crate::service::chat::deliver_frame;
 use crate::service::{ChatService, ServiceError, SyncPoint};
 
 /// Frames gathered before one stream write.
 const WRITE_BATCH: usize = 128;
+/// Capacity of the outgoing frame list kept between writes; more is freed.
+const IDLE_OUT_CAPACITY: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
@@ -70,7 +73,7 @@ impl FrameSink for mpsc::Sender<Bytes> {
 pub struct LaneWriter<S> {
     pub lane: u32,
     pub send: S,
-    pub items: mpsc::Receiver<LaneItem>,
+    pub items: QueueReceiver<LaneItem>,
     pub chat: Arc<ChatService>,
     /// The session's user, to find where newly seen conversations start.
     pub user_id: String,
@@ -100,7 +103,9 @@ impl<S: FrameSink> LaneWriter<S> {
                 .filter(|p| p.cap != u64::MAX)
                 .map(|p| (Arc::from(p.conv_id.as_str()), p.cap))
                 .collect(),
-            out: Vec::with_capacity(WRITE_BATCH),
+            // Grows with a burst and is given back after it (see `write_out`): most
+            // lanes are idle most of the time.
+            out: Vec::new(),
         };
         // Tell the device where the broker resumes it from wherever it did not say so
         // itself (e.g. a reinstalled app): without this it would take the first
@@ -111,7 +116,7 @@ impl<S: FrameSink> LaneWriter<S> {
         let mut synced = 0u64;
         for point in std::mem::take(&mut self.sync) {
             // Live items that queued meanwhile go out between conversations.
-            while let Ok(item) = self.items.try_recv() {
+            while let Some(item) = self.items.try_recv() {
                 self.handle(&mut state, item).await?;
             }
             let conv_id: Arc<str> = Arc::from(point.conv_id.as_str());
@@ -133,8 +138,8 @@ impl<S: FrameSink> LaneWriter<S> {
             self.handle(&mut state, item).await?;
             while state.out.len() < WRITE_BATCH {
                 match self.items.try_recv() {
-                    Ok(item) => self.handle(&mut state, item).await?,
-                    Err(_) => break,
+                    Some(item) => self.handle(&mut state, item).await?,
+                    None => break,
                 }
             }
             self.write_out(&mut state).await?;
@@ -219,6 +224,9 @@ impl<S: FrameSink> LaneWriter<S> {
         if !state.out.is_empty() {
             self.send.write_all(&mut state.out).await?;
             state.out.clear();
+            if state.out.capacity() > IDLE_OUT_CAPACITY {
+                state.out = Vec::new();
+            }
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! - [`config`]: one `Config` from defaults, a TOML file, `QUIP_*` env and flags.
 //! - [`store`]: `trait Store` and the embedded sled implementation (group commit).
 //! - [`service`]: transport-free handlers (auth, chat).
-//! - [`router`]: online sessions and fan-out with a slow-consumer policy.
+//! - [`router`]: online sessions and fan-out with a slow-consumer policy; [`queue`]:
+//!   the lane queues, which cost no memory while empty.
 //! - [`quic`]: the quinn endpoint and control stream; [`lane`]: delivery lanes.
 //! - [`dispatch`]: requests, for every transport; [`bridge`]: the browser bridge's backend.
 //! - [`shutdown`], [`server`]: lifecycle.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod lane;
+pub mod queue;
 pub mod quic;
 pub mod router;
 pub mod server;

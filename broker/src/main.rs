@@ -5,6 +5,10 @@ use quip_broker::config::{Cli, Command, Config};
 use quip_broker::{Broker, shutdown};
 use tracing_subscriber::EnvFilter;
 
+/// See the dependency's comment in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -22,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve) | None => {
+            raise_open_file_limit(config.max_connections);
             let broker = Broker::start(config).await?;
             println!(
                 "quip broker on quic://{} (certificate SHA-256 {})",
@@ -33,5 +38,21 @@ async fn main() -> anyhow::Result<()> {
             broker.shutdown().await;
             Ok(())
         }
+    }
+}
+
+/// Every WebSocket connection is a file descriptor, and distributions default to a
+/// soft limit of 1,024 (or a few thousand): raise it to the hard limit, as NATS and
+/// nginx operators otherwise do by hand. QUIC connections share one socket.
+fn raise_open_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < max_connections as u64 => tracing::info!(
+            limit,
+            max_connections,
+            "open file limit is below max_connections: raise the hard limit (ulimit -Hn) \
+             to serve that many WebSocket connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
 }

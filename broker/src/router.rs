@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use dashmap::DashMap;
 use quip_protocol::{ErrorCode, lane_for};
-use tokio::sync::mpsc;
+
+use crate::queue::{self, QueueReceiver, QueueSender};
 
 /// What a lane writer receives.
 #[derive(Debug, Clone)]
@@ -63,7 +64,7 @@ pub struct Session {
     pub id: u64,
     pub user_id: String,
     pub device_id: String,
-    lanes: Vec<mpsc::Sender<LaneItem>>,
+    lanes: Vec<QueueSender<LaneItem>>,
     closer: Box<dyn SessionCloser>,
 }
 
@@ -112,9 +113,9 @@ impl Router {
         lanes: u32,
         lane_queue_len: usize,
         closer: Box<dyn SessionCloser>,
-    ) -> (Arc<Session>, Vec<mpsc::Receiver<LaneItem>>) {
+    ) -> (Arc<Session>, Vec<QueueReceiver<LaneItem>>) {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes.max(1))
-            .map(|_| mpsc::channel(lane_queue_len))
+            .map(|_| queue::bounded(lane_queue_len))
             .unzip();
         let session = Arc::new(Session {
             id: self.next_session_id.fetch_add(1, Ordering::Relaxed) + 1,
@@ -291,16 +292,16 @@ mod tests {
         );
         assert!(matches!(
             a1_lanes[0].try_recv(),
-            Ok(LaneItem::Advance { seq: 1, .. })
+            Some(LaneItem::Advance { seq: 1, .. })
         ));
         assert!(matches!(
             a2_lanes[0].try_recv(),
-            Ok(LaneItem::Deliver { seq: 1, .. })
+            Some(LaneItem::Deliver { seq: 1, .. })
         ));
         let lane = lane_for(&conv, 2) as usize;
         assert!(matches!(
             b1_lanes[lane].try_recv(),
-            Ok(LaneItem::Deliver { seq: 1, .. })
+            Some(LaneItem::Deliver { seq: 1, .. })
         ));
     }
 

@@ -170,7 +170,7 @@ async fn open_lanes(
     connection: &quinn::Connection,
     ctx: &Arc<BrokerContext>,
     session: &Arc<Session>,
-    receivers: Vec<tokio::sync::mpsc::Receiver<crate::router::LaneItem>>,
+    receivers: Vec<crate::queue::QueueReceiver<crate::router::LaneItem>>,
     sync_points: Vec<crate::service::SyncPoint>,
     guard: &ShutdownGuard,
 ) -> Result<(), String> {
