@@ -24,8 +24,9 @@ pub struct Identity {
 pub struct BackendSession {
     pub hello_ok: pb::HelloOk,
     /// Bounded: a bridge that stops reading makes the broker close the session as a
-    /// slow consumer.
-    pub requests: mpsc::Sender<pb::ClientFrame>,
+    /// slow consumer. Boxed: a channel allocates 32 slots up front, and an unboxed
+    /// `ClientFrame` slot is 208 bytes (6.5 KiB per idle browser).
+    pub requests: mpsc::Sender<Box<pb::ClientFrame>>,
     pub frames: mpsc::Receiver<Bytes>,
     /// Resolves with the reason when the broker ends the session (slow consumer, the
     /// same device connected again, shutdown).

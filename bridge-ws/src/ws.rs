@@ -34,6 +34,10 @@ pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_APP_BASE: u16 = 4000;
 
 /// How long a closing socket waits for the peer's Close before dropping the connection.
+/// The socket's read buffer. tungstenite's default is 128 KiB, zero-filled on the
+/// first read: 128 KiB resident per idle browser. Chat frames are far smaller; a
+/// larger frame grows the buffer as it arrives.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 const CLOSE_HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +83,7 @@ pub async fn upgrade(
     // messages just over the limit ourselves.
     ws.max_message_size(limit.saturating_mul(2))
         .max_frame_size(limit.saturating_mul(2))
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             // One span per socket, like QUIC connections: every log line of the relay
             // names its user and device.
@@ -316,7 +321,7 @@ impl Relay {
                     req_id: 0,
                     body: Some(client_frame::Body::Typing(typing)),
                 };
-                let _ = self.session.requests.try_send(frame);
+                let _ = self.session.requests.try_send(Box::new(frame));
                 return (Vec::new(), Step::Continue);
             }
             types::HEARTBEAT => {
@@ -341,7 +346,7 @@ impl Relay {
             req_id,
             body: Some(body),
         };
-        if self.session.requests.send(frame).await.is_err() {
+        if self.session.requests.send(Box::new(frame)).await.is_err() {
             return (
                 Vec::new(),
                 Step::Close(

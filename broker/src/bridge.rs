@@ -147,7 +147,7 @@ impl Backend for BrokerBackend {
             let hello_ok = hello_ok(ctx, authenticated, &device_id, 1);
             let (frames_tx, frames) = mpsc::channel::<Bytes>(ctx.config.lane_queue_len);
             let (requests, mut requests_rx) =
-                mpsc::channel::<pb::ClientFrame>(ctx.config.max_inflight_per_connection);
+                mpsc::channel::<Box<pb::ClientFrame>>(ctx.config.max_inflight_per_connection);
 
             let lane = LaneWriter {
                 lane: 0,
@@ -171,7 +171,7 @@ impl Backend for BrokerBackend {
                     tokio::select! {
                         frame = requests_rx.recv() => {
                             let Some(frame) = frame else { break };
-                            let pending = dispatch(&ctx, &requester, frame).await;
+                            let pending = dispatch(&ctx, &requester, *frame).await;
                             inflight.push(pending);
                         }
                         Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {

@@ -9,6 +9,7 @@ use prost::Message as _;
 use quip_protocol::pb;
 use tokio::sync::oneshot;
 
+use super::cursor_buffer::{CursorBuffer, read_u64};
 use super::records::DedupRecord;
 use super::writer::{self, AppendJob, Shared, WriterConfig, now_ms};
 use super::{
@@ -48,7 +49,8 @@ pub struct SledStore {
     db: sled::Db,
     chat: sled::Tree,
     accounts: sled::Tree,
-    cursors: sled::Tree,
+    /// The cursors tree, behind its write-behind buffer.
+    cursors: Arc<CursorBuffer>,
     durability: Durability,
     shared: Arc<Shared>,
     /// Taken on drop, which stops the writer after it drains its queue.
@@ -60,6 +62,7 @@ pub struct SledStore {
 impl Drop for SledStore {
     fn drop(&mut self) {
         self.appends.take();
+        self.cursors.stop();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -78,9 +81,10 @@ impl SledStore {
             .open()?;
         let chat = db.open_tree("chat")?;
         let accounts = db.open_tree("accounts")?;
-        let cursors = db.open_tree("cursors")?;
+        let (cursors, cursor_thread) = CursorBuffer::start(db.open_tree("cursors")?)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start cursor writer: {e}")))?;
         let shared = Arc::new(Shared::default());
-        let (appends, threads) = writer::spawn(
+        let (appends, mut threads) = writer::spawn(
             db.clone(),
             chat.clone(),
             shared.clone(),
@@ -92,6 +96,7 @@ impl SledStore {
             options.queue_len.max(1),
         )
         .map_err(|e| StoreError::Unavailable(format!("cannot start store writer: {e}")))?;
+        threads.push(cursor_thread);
         Ok(Self {
             db,
             chat,
@@ -180,23 +185,6 @@ fn decode_opt<T: prost::Message + Default>(
 ) -> Result<Option<T>, StoreError> {
     raw.map(|raw| T::decode(raw.as_ref()).map_err(StoreError::from))
         .transpose()
-}
-
-fn read_u64(raw: Option<sled::IVec>) -> u64 {
-    raw.and_then(|raw| <[u8; 8]>::try_from(raw.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes)
-}
-
-/// Raises a big-endian u64 value to at least `value`.
-fn raise(tree: &sled::Tree, key: Vec<u8>, value: u64) -> Result<(), StoreError> {
-    if value == 0 {
-        return Ok(());
-    }
-    tree.fetch_and_update(key, |old| {
-        let old = read_u64(old.map(sled::IVec::from));
-        Some(old.max(value).to_be_bytes().to_vec())
-    })?;
-    Ok(())
 }
 
 impl Store for SledStore {
@@ -433,22 +421,15 @@ impl Store for SledStore {
         device_id: &'a str,
         updates: Vec<CursorUpdate>,
     ) -> StoreFuture<'a, ()> {
-        let write = || -> Result<(), StoreError> {
-            for update in &updates {
-                raise(
-                    &self.cursors,
-                    keys::delivered(user_id, device_id, &update.conv_id),
-                    update.delivered_seq,
-                )?;
-                raise(
-                    &self.cursors,
-                    keys::read(user_id, &update.conv_id),
-                    update.read_seq,
-                )?;
-            }
-            Ok(())
-        };
-        ready(write())
+        for update in &updates {
+            self.cursors.raise(
+                keys::delivered(user_id, device_id, &update.conv_id),
+                update.delivered_seq,
+            );
+            self.cursors
+                .raise(keys::read(user_id, &update.conv_id), update.read_seq);
+        }
+        ready(Ok(()))
     }
 
     fn device_cursors<'a>(
@@ -457,31 +438,26 @@ impl Store for SledStore {
         device_id: &'a str,
     ) -> StoreFuture<'a, Vec<(String, u64)>> {
         let prefix = keys::delivered_prefix(user_id, device_id);
-        let read = || -> Result<Vec<(String, u64)>, StoreError> {
-            self.cursors
-                .scan_prefix(&prefix)
-                .map(|entry| {
-                    let (key, value) = entry?;
+        ready(self.cursors.scan_prefix(&prefix).map(|entries| {
+            entries
+                .into_iter()
+                .map(|(key, value)| {
                     let conv_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                    Ok((conv_id, read_u64(Some(value))))
+                    (conv_id, value)
                 })
                 .collect()
-        };
-        ready(read())
+        }))
     }
 
     fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64> {
-        ready(
-            self.cursors
-                .get(keys::read(user_id, conv_id))
-                .map(read_u64)
-                .map_err(StoreError::from),
-        )
+        ready(self.cursors.get(&keys::read(user_id, conv_id)))
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         let db = self.db.clone();
+        let cursors = self.cursors.write_out();
         Box::pin(async move {
+            cursors?;
             db.flush_async().await?;
             Ok(())
         })
