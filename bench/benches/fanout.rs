@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use quip_bench::{GROUP_ID, NoopCloser, text_message, user_id};
+use quip_broker::queue::QueueReceiver;
 use quip_broker::router::{LaneItem, Router};
 use quip_broker::service::chat::deliver_frame;
 use quip_protocol::ids;
-use tokio::sync::mpsc::Receiver;
 
 /// Lane queue length. Lanes are emptied after every delivery, so one slot would do;
 /// `deliver` asserts that no session was closed as a slow consumer.
@@ -21,7 +21,7 @@ const LANE_QUEUE_LEN: usize = 4;
 struct Group {
     router: Router,
     members: Vec<String>,
-    lanes: Vec<Receiver<LaneItem>>,
+    lanes: Vec<QueueReceiver<LaneItem>>,
 }
 
 impl Group {
@@ -67,7 +67,7 @@ impl Group {
             timed += start.elapsed();
             assert_eq!(delivered, self.sessions(), "a session was dropped");
             for lane in &mut self.lanes {
-                while lane.try_recv().is_ok() {}
+                while lane.try_recv().is_some() {}
             }
         }
         timed
