@@ -204,22 +204,23 @@ impl ChatService {
         recipients: Arc<[String]>,
         origin: Option<Caller<'_>>,
     ) -> impl Future<Output = ServiceResult<Appended>> + Send + 'static {
-        let appended = self.store.append(message);
-        let router = self.router.clone();
         let origin = origin.map(|c| (c.user_id.to_owned(), c.session_id));
+        let on_commit = {
+            let (router, recipients, origin) =
+                (self.router.clone(), recipients.clone(), origin.clone());
+            // Runs on the store's commit thread, in seq order per conversation.
+            move |message: &pb::Message| fan_out(&router, message, &recipients, origin.as_ref())
+        };
+        let appended = self.store.append_then(message, Some(Box::new(on_commit)));
+        let router = self.router.clone();
         async move {
             let appended = appended.await?;
-            let message = &appended.message;
-            let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
-            let frame = deliver_frame(message);
-            let origin = origin.as_ref().map(|(user_id, session_id)| Origin {
-                user_id,
-                session_id: *session_id,
-            });
             // A duplicate is fanned out again: if the broker died between the first
             // ACK and its fan-out, this is how online receivers get it; lanes drop
             // what a device already has.
-            router.deliver(&conv_id, message.seq, &frame, &recipients, origin);
+            if appended.duplicate {
+                fan_out(&router, &appended.message, &recipients, origin.as_ref());
+            }
             Ok(appended)
         }
     }
@@ -616,6 +617,23 @@ impl ChatService {
             }
         }
     }
+}
+
+/// Hands a stored message, encoded once, to every online session of `recipients`; the
+/// `origin` session (user id, session id) only advances past it.
+fn fan_out(
+    router: &Router,
+    message: &pb::Message,
+    recipients: &[String],
+    origin: Option<&(String, u64)>,
+) {
+    let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
+    let frame = deliver_frame(message);
+    let origin = origin.map(|(user_id, session_id)| Origin {
+        user_id,
+        session_id: *session_id,
+    });
+    router.deliver(&conv_id, message.seq, &frame, recipients, origin);
 }
 
 /// A `Deliver` frame for `message`, encoded once for every recipient.

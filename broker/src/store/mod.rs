@@ -72,6 +72,9 @@ pub enum Durability {
     Os,
 }
 
+/// What [`Store::append_then`] runs once a message is durable.
+pub type OnCommit = Box<dyn FnOnce(&pb::Message) + Send>;
+
 /// A message to append; the store assigns `seq`, `msg_id` and `sent_at_ms`.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -158,7 +161,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Enqueues an append now (so call order is seq order for one caller) and returns a
     /// future that resolves once the message is durable per the configured durability.
-    fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended>;
+    fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended> {
+        self.append_then(message, None)
+    }
+
+    /// [`append`](Store::append), and once the message is durable, before the future
+    /// resolves, `on_commit` runs with the stored message: in seq order within each
+    /// conversation, whichever task appended. Fan-out uses it, so that live deliveries
+    /// leave the broker in order even when several connections post to one group (out
+    /// of order, every lane behind would have to fetch the missing messages from the
+    /// store). It runs on the store's commit thread: keep it short and non-blocking.
+    /// It does not run for a duplicate or a failed append.
+    fn append_then(
+        &self,
+        message: NewMessage,
+        on_commit: Option<OnCommit>,
+    ) -> StoreFuture<'static, Appended>;
 
     /// Highest committed seq of a conversation (0 when empty).
     fn last_seq<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, u64>;

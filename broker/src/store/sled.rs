@@ -11,10 +11,10 @@ use tokio::sync::oneshot;
 
 use super::cursor_buffer::{CursorBuffer, read_u64};
 use super::records::DedupRecord;
-use super::writer::{self, AppendJob, Shared, WriterConfig, now_ms};
+use super::writer::{self, AppendJob, AppendReply, Shared, WriterConfig, now_ms};
 use super::{
     Appended, CursorUpdate, Durability, FormerMemberRecord, GroupRecord, JoinRequestRecord,
-    MemberRecord, NewMessage, RefreshRecord, Store, StoreError, StoreFuture, StoreStats,
+    MemberRecord, NewMessage, OnCommit, RefreshRecord, Store, StoreError, StoreFuture, StoreStats,
     UserRecord, keys,
 };
 
@@ -247,8 +247,13 @@ impl Store for SledStore {
         )
     }
 
-    fn append(&self, message: NewMessage) -> StoreFuture<'static, Appended> {
-        let (reply, answer) = oneshot::channel();
+    fn append_then(
+        &self,
+        message: NewMessage,
+        on_commit: Option<OnCommit>,
+    ) -> StoreFuture<'static, Appended> {
+        let (tx, answer) = oneshot::channel();
+        let reply = AppendReply { tx, on_commit };
         // Enqueue now, not when the future is first polled: call order is seq order.
         let sent = match &self.appends {
             Some(appends) => appends.send(AppendJob { message, reply }).map_err(|_| ()),

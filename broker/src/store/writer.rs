@@ -21,13 +21,17 @@ use quip_protocol::{ids, pb};
 use tokio::sync::oneshot;
 
 use super::records::{DedupRecord, FormerMemberRecord};
-use super::{Appended, Durability, GroupWrite, NewMessage, StoreError, StoreStats, keys};
+use super::{Appended, Durability, GroupWrite, NewMessage, OnCommit, StoreError, StoreStats, keys};
 
 /// Caps the writer's caches; past this many entries they are cleared and refilled
 /// from the tree on demand.
 const CACHE_CAP: usize = 1 << 20;
 
-pub(crate) type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
+/// Where an append's outcome goes, and what runs first when it committed.
+pub(crate) struct AppendReply {
+    pub tx: oneshot::Sender<Result<Appended, StoreError>>,
+    pub on_commit: Option<OnCommit>,
+}
 
 pub(crate) struct AppendJob {
     pub message: NewMessage,
@@ -380,8 +384,21 @@ fn flusher_loop(db: sled::Db, rx: Receiver<Applied>, shared: Arc<Shared>) {
     tracing::debug!("store flusher stopped");
 }
 
+/// Answers appends in commit order, running each new message's commit hook first.
 fn answer(replies: impl IntoIterator<Item = (AppendReply, Result<Appended, StoreError>)>) {
-    for (reply, result) in replies {
+    for (
+        AppendReply {
+            tx: reply,
+            on_commit,
+        },
+        result,
+    ) in replies
+    {
+        if let (Some(on_commit), Ok(appended)) = (on_commit, &result)
+            && !appended.duplicate
+        {
+            on_commit(&appended.message);
+        }
         // The requester may have gone away; the message is stored regardless.
         let _ = reply.send(result);
     }
