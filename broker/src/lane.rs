@@ -107,33 +107,10 @@ impl<S: FrameSink> LaneWriter<S> {
             // lanes are idle most of the time.
             out: Vec::new(),
         };
-        // Tell the device where the broker resumes it from wherever it did not say so
-        // itself (e.g. a reinstalled app): without this it would take the first
-        // message for a gap.
-        for point in self.sync.iter().filter(|p| !p.from_hello && p.cursor > 0) {
-            state.out.push(resume_from(&point.conv_id, point.cursor));
-        }
-        let mut synced = 0u64;
-        for point in std::mem::take(&mut self.sync) {
-            // Live items that queued meanwhile go out between conversations.
-            while let Some(item) = self.items.try_recv() {
-                self.handle(&mut state, item).await?;
-            }
-            let conv_id: Arc<str> = Arc::from(point.conv_id.as_str());
-            let last = self.chat.last_seq(&conv_id).await?.min(point.cap);
-            synced += self.catch_up(&mut state, &conv_id, last).await?;
-            self.write_out(&mut state).await?;
-        }
-        let done = pb::ServerFrame {
-            req_id: 0,
-            body: Some(pb::server_frame::Body::SyncDone(pb::SyncDone {
-                lane: self.lane,
-                messages: synced,
-            })),
-        };
-        state.out.push(encode_frame_bytes(&done));
-        self.write_out(&mut state).await?;
-
+        // The task lives as long as the session, mostly idle: its future's size is
+        // what an idle lane costs. The catch-up and the rare paths of `handle` are
+        // boxed, so only the live loop's small state is kept for the session's life.
+        Box::pin(self.sync_all(&mut state)).await?;
         while let Some(item) = self.items.recv().await {
             self.handle(&mut state, item).await?;
             while state.out.len() < WRITE_BATCH {
@@ -147,11 +124,60 @@ impl<S: FrameSink> LaneWriter<S> {
         Ok(())
     }
 
+    /// The resume/offline sync: every conversation of this lane caught up from the
+    /// device's cursor, then `SyncDone`.
+    async fn sync_all(&mut self, state: &mut State) -> Result<(), LaneError> {
+        // Tell the device where the broker resumes it from wherever it did not say so
+        // itself (e.g. a reinstalled app): without this it would take the first
+        // message for a gap.
+        for point in self.sync.iter().filter(|p| !p.from_hello && p.cursor > 0) {
+            state.out.push(resume_from(&point.conv_id, point.cursor));
+        }
+        let mut synced = 0u64;
+        for point in std::mem::take(&mut self.sync) {
+            // Live items that queued meanwhile go out between conversations.
+            while let Some(item) = self.items.try_recv() {
+                self.handle(state, item).await?;
+            }
+            let conv_id: Arc<str> = Arc::from(point.conv_id.as_str());
+            let last = self.chat.last_seq(&conv_id).await?.min(point.cap);
+            synced += self.catch_up(state, &conv_id, last).await?;
+            self.write_out(state).await?;
+        }
+        let done = pb::ServerFrame {
+            req_id: 0,
+            body: Some(pb::server_frame::Body::SyncDone(pb::SyncDone {
+                lane: self.lane,
+                messages: synced,
+            })),
+        };
+        state.out.push(encode_frame_bytes(&done));
+        self.write_out(state).await
+    }
+
+    /// Queues what `item` calls for. The common case (the next seq of a known
+    /// conversation) needs no await; the others go through the boxed slow path.
     async fn handle(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
         if let LaneItem::Ephemeral { frame, .. } = item {
             state.out.push(frame);
             return Ok(());
         }
+        let seq = item.seq();
+        match state.positions.get(item.conv_id()).copied() {
+            Some(position) if seq <= position => Ok(()),
+            Some(position)
+                if seq == position + 1
+                    && seq <= state.caps.get(item.conv_id()).copied().unwrap_or(u64::MAX) =>
+            {
+                accept(state, item);
+                Ok(())
+            }
+            _ => Box::pin(self.handle_slow(state, item)).await,
+        }
+    }
+
+    /// A conversation seen for the first time, or an item past a gap.
+    async fn handle_slow(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
         let seq = item.seq();
         let position = match state.positions.get(item.conv_id()) {
             Some(position) => *position,
@@ -164,10 +190,7 @@ impl<S: FrameSink> LaneWriter<S> {
             let conv_id = item.conv_id().clone();
             self.catch_up(state, &conv_id, seq - 1).await?;
         }
-        if let LaneItem::Deliver { frame, .. } = &item {
-            state.out.push(frame.clone());
-        }
-        state.positions.insert(item.conv_id().clone(), seq);
+        accept(state, item);
         Ok(())
     }
 
@@ -229,6 +252,22 @@ impl<S: FrameSink> LaneWriter<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// Takes the next item of its conversation: queues its frame (an `Advance` has none)
+/// and moves the position.
+fn accept(state: &mut State, item: LaneItem) {
+    let seq = item.seq();
+    match item {
+        LaneItem::Deliver { conv_id, frame, .. } => {
+            state.out.push(frame);
+            state.positions.insert(conv_id, seq);
+        }
+        LaneItem::Advance { conv_id, .. } => {
+            state.positions.insert(conv_id, seq);
+        }
+        LaneItem::Ephemeral { frame, .. } => state.out.push(frame),
     }
 }
 

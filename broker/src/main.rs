@@ -6,6 +6,7 @@ use quip_broker::{Broker, shutdown};
 use tracing_subscriber::EnvFilter;
 
 /// See the dependency's comment in Cargo.toml.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -61,6 +61,47 @@ async fn run(
     ctx: &Arc<BrokerContext>,
     guard: &ShutdownGuard,
 ) -> Result<(), String> {
+    // Boxed: the Hello phase's state is large and needed once, while this task lives
+    // as long as the connection.
+    let Established {
+        mut reader,
+        mut writer,
+        session,
+        lane_receivers,
+        sync_points,
+    } = Box::pin(establish(connection, ctx)).await?;
+    let result = match open_lanes(
+        connection,
+        ctx,
+        &session,
+        lane_receivers,
+        sync_points,
+        guard,
+    )
+    .await
+    {
+        Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
+        Err(error) => Err(error),
+    };
+    ctx.router.unregister(&session);
+    result
+}
+
+/// An authenticated, registered session whose `HelloOk` went out.
+struct Established {
+    reader: FrameReader,
+    writer: FrameWriter,
+    session: Arc<Session>,
+    lane_receivers: Vec<crate::queue::QueueReceiver<crate::router::LaneItem>>,
+    sync_points: Vec<crate::service::SyncPoint>,
+}
+
+/// The control stream and the Hello: authenticates, registers the session, reads
+/// where each conversation stands and answers `HelloOk`.
+async fn establish(
+    connection: &quinn::Connection,
+    ctx: &Arc<BrokerContext>,
+) -> Result<Established, String> {
     let config = &ctx.config;
     let hello_timeout = Duration::from_millis(config.hello_timeout_ms);
     let deadline = tokio::time::Instant::now() + hello_timeout;
@@ -83,7 +124,7 @@ async fn run(
     let first = match tokio::time::timeout_at(deadline, reader.next::<pb::ClientFrame>()).await {
         Ok(Ok(Some(frame))) => frame,
         Ok(Ok(None)) => return Err("control stream ended before Hello".into()),
-        Ok(Err(error)) => return refuse_read_error(connection, &mut writer, error).await,
+        Ok(Err(error)) => return Err(refuse_read_error(connection, &mut writer, error).await),
         Err(_) => {
             close(connection, ErrorCode::Unauthenticated, "no Hello in time");
             return Err("hello timeout".into());
@@ -92,15 +133,15 @@ async fn run(
     let req_id = first.req_id;
     let Some(client_frame::Body::Hello(hello)) = first.body else {
         let error = ServiceError::new(ErrorCode::Unauthenticated, "the first frame must be Hello");
-        return refuse(connection, &mut writer, req_id, error).await;
+        return Err(refuse(connection, &mut writer, req_id, error).await);
     };
     if !quip_protocol::ids::is_device_id(&hello.device_id) {
         let error = ServiceError::invalid("device_id must be 1 to 64 of [A-Za-z0-9_.-]");
-        return refuse(connection, &mut writer, req_id, error).await;
+        return Err(refuse(connection, &mut writer, req_id, error).await);
     }
     let authenticated = match authenticate(ctx, &hello).await {
         Ok(authenticated) => authenticated,
-        Err(error) => return refuse(connection, &mut writer, req_id, error).await,
+        Err(error) => return Err(refuse(connection, &mut writer, req_id, error).await),
     };
     let user_id = authenticated.user.user_id.clone();
     let device_id = hello.device_id.clone();
@@ -130,7 +171,7 @@ async fn run(
         Ok(points) => points,
         Err(error) => {
             ctx.router.unregister(&session);
-            return refuse(connection, &mut writer, req_id, error).await;
+            return Err(refuse(connection, &mut writer, req_id, error).await);
         }
     };
 
@@ -148,21 +189,13 @@ async fn run(
         "authenticated"
     );
 
-    let result = match open_lanes(
-        connection,
-        ctx,
-        &session,
+    Ok(Established {
+        reader,
+        writer,
+        session,
         lane_receivers,
         sync_points,
-        guard,
-    )
-    .await
-    {
-        Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
-        Err(error) => Err(error),
-    };
-    ctx.router.unregister(&session);
-    result
+    })
 }
 
 /// Opens the session's lanes and starts their writers.
@@ -240,7 +273,7 @@ async fn control_loop(
                         close(connection, ErrorCode::Unspecified, "control stream finished");
                         return Ok(());
                     }
-                    Err(error) => return refuse_read_error(connection, writer, error).await,
+                    Err(error) => return Err(refuse_read_error(connection, writer, error).await),
                 }
             }
             Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
@@ -266,7 +299,7 @@ async fn refuse(
     writer: &mut FrameWriter,
     req_id: u64,
     error: ServiceError,
-) -> Result<(), String> {
+) -> String {
     let code = error.code();
     let wire = error.to_pb();
     let reason = wire.message.clone();
@@ -275,7 +308,7 @@ async fn refuse(
         writer.finish_and_wait(FINAL_FRAME_WAIT).await;
     }
     close(connection, code, &reason);
-    Err(format!("refused: {}: {reason}", code.name()))
+    format!("refused: {}: {reason}", code.name())
 }
 
 /// A frame that could not be read: BAD_FRAME or FRAME_TOO_LARGE, then close.
@@ -283,7 +316,7 @@ async fn refuse_read_error(
     connection: &quinn::Connection,
     writer: &mut FrameWriter,
     error: ReadError,
-) -> Result<(), String> {
+) -> String {
     let service_error = match &error {
         ReadError::Frame(frame_error @ FrameError::TooLarge { .. }) => {
             ServiceError::new(ErrorCode::FrameTooLarge, frame_error.to_string())
@@ -294,7 +327,7 @@ async fn refuse_read_error(
         ReadError::Truncated => {
             ServiceError::new(ErrorCode::BadFrame, "stream ended inside a frame")
         }
-        ReadError::Stream(stream_error) => return Err(stream_error.to_string()),
+        ReadError::Stream(stream_error) => return stream_error.to_string(),
     };
     tracing::info!(%error, "refusing connection");
     refuse(connection, writer, 0, service_error).await

@@ -102,7 +102,11 @@ impl CursorBuffer {
         Ok(())
     }
 
-    /// Stops the flusher after a last write-out; the caller joins its thread.
+    /// Stops the flusher thread; the caller joins it, then calls
+    /// [`write_out`](Self::write_out) a last time on its own thread. (sled frees
+    /// replaced nodes through epoch-based reclamation; garbage left in an exiting
+    /// thread's bag can keep the database's file lock held for a while, and a store
+    /// reopened in the same process would find it locked.)
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _guard = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -122,11 +126,11 @@ impl CursorBuffer {
                 }
                 self.stopping.load(Ordering::SeqCst)
             };
-            if let Err(error) = self.write_out() {
-                tracing::error!(%error, "writing cursors failed; retrying");
-            }
             if stopping {
                 break;
+            }
+            if let Err(error) = self.write_out() {
+                tracing::error!(%error, "writing cursors failed; retrying");
             }
         }
     }
@@ -187,12 +191,13 @@ mod tests {
     }
 
     #[test]
-    fn stopping_writes_everything_out() {
+    fn the_last_write_out_after_stopping_writes_everything() {
         let (_dir, tree) = tree();
         let (buffer, thread) = CursorBuffer::start(tree.clone()).unwrap();
         buffer.raise(b"k".to_vec(), 11);
         buffer.stop();
         thread.join().unwrap();
+        buffer.write_out().unwrap();
         assert_eq!(read_u64(tree.get(b"k").unwrap()), 11);
     }
 }

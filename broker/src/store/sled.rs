@@ -66,19 +66,22 @@ impl Drop for SledStore {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        if let Err(error) = self.cursors.write_out() {
+            tracing::error!(%error, "writing the last cursors failed");
+        }
     }
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its writer thread.
     pub fn open(dir: &Path, options: SledOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(options.cache_bytes)
             // Durability comes from our explicit flushes; sled's own periodic flush
             // only bounds what `os` durability can lose.
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        let db = open_waiting_for_lock(&config)?;
         let chat = db.open_tree("chat")?;
         let accounts = db.open_tree("accounts")?;
         let (cursors, cursor_thread) = CursorBuffer::start(db.open_tree("cursors")?)
@@ -185,6 +188,29 @@ fn decode_opt<T: prost::Message + Default>(
 ) -> Result<Option<T>, StoreError> {
     raw.map(|raw| T::decode(raw.as_ref()).map_err(StoreError::from))
         .transpose()
+}
+
+/// How long [`SledStore::open`] waits for a previous handle's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting while another handle in this process still holds its
+/// lock: sled releases it only when its last internal reference is gone, and some
+/// are freed lazily (epoch-based reclamation), shortly after the store was dropped.
+/// A second process holding the lock is refused after [`LOCK_WAIT`].
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled reports it as an `Other` I/O error with this text.
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
 }
 
 impl Store for SledStore {
