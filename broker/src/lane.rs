@@ -26,8 +26,6 @@ use crate::service::{ChatService, ServiceError, SyncPoint};
 
 /// Frames gathered before one stream write.
 const WRITE_BATCH: usize = 128;
-/// Capacity of the outgoing frame list kept between writes; more is freed.
-const IDLE_OUT_CAPACITY: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
@@ -103,15 +101,22 @@ impl<S: FrameSink> LaneWriter<S> {
                 .filter(|p| p.cap != u64::MAX)
                 .map(|p| (Arc::from(p.conv_id.as_str()), p.cap))
                 .collect(),
-            // Grows with a burst and is given back after it (see `write_out`): most
-            // lanes are idle most of the time.
+            // Grows with a burst and is given back after it (see the live loop):
+            // most lanes are idle most of the time.
             out: Vec::new(),
         };
         // The task lives as long as the session, mostly idle: its future's size is
         // what an idle lane costs. The catch-up and the rare paths of `handle` are
         // boxed, so only the live loop's small state is kept for the session's life.
         Box::pin(self.sync_all(&mut state)).await?;
-        while let Some(item) = self.items.recv().await {
+        loop {
+            if state.out.capacity() > 0 {
+                // Going idle (or nearly): give the frame list back.
+                state.out = Vec::new();
+            }
+            let Some(item) = self.items.recv().await else {
+                break;
+            };
             self.handle(&mut state, item).await?;
             while state.out.len() < WRITE_BATCH {
                 match self.items.try_recv() {
@@ -247,9 +252,6 @@ impl<S: FrameSink> LaneWriter<S> {
         if !state.out.is_empty() {
             self.send.write_all(&mut state.out).await?;
             state.out.clear();
-            if state.out.capacity() > IDLE_OUT_CAPACITY {
-                state.out = Vec::new();
-            }
         }
         Ok(())
     }
