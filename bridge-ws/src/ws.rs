@@ -33,11 +33,11 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_APP_BASE: u16 = 4000;
 
-/// How long a closing socket waits for the peer's Close before dropping the connection.
 /// The socket's read buffer. tungstenite's default is 128 KiB, zero-filled on the
 /// first read: 128 KiB resident per idle browser. Chat frames are far smaller; a
 /// larger frame grows the buffer as it arrives.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 1024;
+/// How long a closing socket waits for the peer's Close before dropping the connection.
 const CLOSE_HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Deserialize)]
