@@ -17,16 +17,33 @@ pub struct Identity {
     pub device_id: String,
 }
 
+/// A request in progress: resolves with its `req_id` and the answer's body.
+pub type RequestFuture = Pin<Box<dyn Future<Output = (u64, server_frame::Body)> + Send>>;
+
+/// The requests of one live session.
+pub trait SessionRequests: Send + Sync + std::fmt::Debug {
+    /// Starts a request. Awaiting this only enqueues it (a send takes its place in
+    /// the conversation here, so pipelined sends keep their order); the returned
+    /// future runs it. The relay runs up to [`BackendSession::max_inflight`] at once,
+    /// on the socket's own task: no task or channel per session for requests.
+    fn start(
+        &self,
+        frame: pb::ClientFrame,
+    ) -> Pin<Box<dyn Future<Output = RequestFuture> + Send + '_>>;
+}
+
 /// A live session, like a QUIC connection: requests go in, and everything the broker
-/// writes (responses with their `req_id`, deliveries, `ResumeFrom`, `SyncDone`) comes
-/// out as encoded, length-delimited `ServerFrame`s, in order per conversation.
+/// writes (deliveries, `ResumeFrom`, `SyncDone`) comes out as encoded,
+/// length-delimited `ServerFrame`s, in order per conversation. Dropping it ends the
+/// session.
 #[derive(Debug)]
 pub struct BackendSession {
     pub hello_ok: pb::HelloOk,
+    pub requests: Box<dyn SessionRequests>,
+    /// Requests in progress at once; the relay stops reading the socket at this many.
+    pub max_inflight: usize,
     /// Bounded: a bridge that stops reading makes the broker close the session as a
-    /// slow consumer. Boxed: a channel allocates 32 slots up front, and an unboxed
-    /// `ClientFrame` slot is 208 bytes (6.5 KiB per idle browser).
-    pub requests: mpsc::Sender<Box<pb::ClientFrame>>,
+    /// slow consumer.
     pub frames: mpsc::Receiver<Bytes>,
     /// Resolves with the reason when the broker ends the session (slow consumer, the
     /// same device connected again, shutdown).

@@ -21,7 +21,9 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::{Backend, BackendFuture, BackendSession, Identity};
+pub use backend::{
+    Backend, BackendFuture, BackendSession, Identity, RequestFuture, SessionRequests,
+};
 
 /// Limits and public addresses of the bridge.
 #[derive(Debug, Clone)]

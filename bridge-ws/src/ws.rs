@@ -13,6 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use quip_protocol::json::{
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::BridgeState;
-use crate::backend::BackendSession;
+use crate::backend::{BackendSession, RequestFuture};
 use crate::rest::ApiError;
 
 /// WebSocket close codes: 1009 for an oversized message, and 4000 + the Quip error
@@ -116,6 +117,8 @@ enum Awaiting {
 
 struct Relay {
     session: BackendSession,
+    /// Requests in progress, run on this task.
+    inflight: FuturesUnordered<RequestFuture>,
     awaiting: HashMap<u64, Awaiting>,
     next_req_id: u64,
     max_message_bytes: usize,
@@ -130,6 +133,7 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
     let (mut sink, mut stream) = socket.split();
     let mut relay = Relay {
         session,
+        inflight: FuturesUnordered::new(),
         awaiting: HashMap::new(),
         next_req_id: 1,
         max_message_bytes: state.config.ws_max_message_bytes,
@@ -139,8 +143,10 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
     let mut last_seen = Instant::now();
     let close = loop {
         let outgoing: Vec<Value>;
+        let max_inflight = relay.session.max_inflight;
         tokio::select! {
-            incoming = stream.next() => {
+            // At `max_inflight` requests in progress, stop reading: TCP pushes back.
+            incoming = stream.next(), if relay.inflight.len() < max_inflight => {
                 last_seen = Instant::now();
                 let (out, step) = match incoming {
                     Some(Ok(Message::Text(text))) => relay.handle_browser_frame(text.as_str()).await,
@@ -167,6 +173,9 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
                     break Some((CLOSE_APP_BASE + ErrorCode::Unavailable as u16, "session ended".into()));
                 };
                 outgoing = relay.handle_broker_frame(&frame);
+            }
+            Some((req_id, body)) = relay.inflight.next(), if !relay.inflight.is_empty() => {
+                outgoing = relay.handle_server_frame(pb::ServerFrame { req_id, body: Some(body) });
             }
             reason = &mut relay.session.closed => {
                 let reason = reason.unwrap_or_else(|_| pb::Error::new(ErrorCode::Unavailable, "session ended"));
@@ -321,7 +330,8 @@ impl Relay {
                     req_id: 0,
                     body: Some(client_frame::Body::Typing(typing)),
                 };
-                let _ = self.session.requests.try_send(Box::new(frame));
+                let pending = self.session.requests.start(frame).await;
+                self.inflight.push(pending);
                 return (Vec::new(), Step::Continue);
             }
             types::HEARTBEAT => {
@@ -346,15 +356,8 @@ impl Relay {
             req_id,
             body: Some(body),
         };
-        if self.session.requests.send(Box::new(frame)).await.is_err() {
-            return (
-                Vec::new(),
-                Step::Close(
-                    CLOSE_APP_BASE + ErrorCode::Unavailable as u16,
-                    "session ended".into(),
-                ),
-            );
-        }
+        let pending = self.session.requests.start(frame).await;
+        self.inflight.push(pending);
         (Vec::new(), Step::Continue)
     }
 
@@ -387,6 +390,11 @@ impl Relay {
             tracing::warn!("undecodable frame from the backend");
             return Vec::new();
         };
+        self.handle_server_frame(frame)
+    }
+
+    /// A frame for the browser: a delivery, a sync mark, or a request's answer.
+    fn handle_server_frame(&mut self, frame: pb::ServerFrame) -> Vec<Value> {
         let awaiting = self.awaiting.remove(&frame.req_id);
         match (frame.body, awaiting) {
             (Some(server_frame::Body::Deliver(deliver)), _) => deliver

@@ -6,19 +6,21 @@
 //! only into a bounded channel instead of a stream. Requests go through the same
 //! [`dispatch`](crate::dispatch) as QUIC requests.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use prost::Message as _;
-use quip_bridge_ws::{Backend, BackendFuture, BackendSession, Identity};
+use quip_bridge_ws::{
+    Backend, BackendFuture, BackendSession, Identity, RequestFuture, SessionRequests,
+};
 use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::context::BrokerContext;
-use crate::dispatch::{Requester, authenticate, dispatch, hello_ok, response};
+use crate::dispatch::{Requester, authenticate, dispatch, hello_ok};
 use crate::lane::LaneWriter;
-use crate::router::SessionCloser;
+use crate::router::{Session, SessionCloser};
 use crate::service::ServiceError;
 
 #[derive(Debug)]
@@ -146,12 +148,9 @@ impl Backend for BrokerBackend {
             };
             let hello_ok = hello_ok(ctx, authenticated, &device_id, 1);
             let (frames_tx, frames) = mpsc::channel::<Bytes>(ctx.config.lane_queue_len);
-            let (requests, mut requests_rx) =
-                mpsc::channel::<Box<pb::ClientFrame>>(ctx.config.max_inflight_per_connection);
-
             let lane = LaneWriter {
                 lane: 0,
-                send: frames_tx.clone(),
+                send: frames_tx,
                 items: lanes.remove(0),
                 chat: ctx.chat.clone(),
                 user_id: user_id.clone(),
@@ -163,37 +162,42 @@ impl Backend for BrokerBackend {
                     tracing::debug!(%error, "bridge lane ended");
                 }
             });
-
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let mut inflight = FuturesUnordered::new();
-                loop {
-                    tokio::select! {
-                        frame = requests_rx.recv() => {
-                            let Some(frame) = frame else { break };
-                            let pending = dispatch(&ctx, &requester, *frame).await;
-                            inflight.push(pending);
-                        }
-                        Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
-                            if req_id == 0 {
-                                continue; // no response expected (e.g. typing)
-                            }
-                            let frame = response(req_id, body).encode_length_delimited_to_vec();
-                            if frames_tx.send(Bytes::from(frame)).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                ctx.router.unregister(&session);
-                tracing::debug!(user = %session.user_id, "bridge session ended");
-            });
             Ok(BackendSession {
                 hello_ok,
-                requests,
+                requests: Box::new(BridgeRequests {
+                    ctx: ctx.clone(),
+                    requester,
+                    session,
+                }),
+                max_inflight: ctx.config.max_inflight_per_connection,
                 frames,
                 closed,
             })
         })
+    }
+}
+
+/// The requests of one browser session, run by the bridge's relay task. Dropping it
+/// (the socket closed) ends the session.
+#[derive(Debug)]
+struct BridgeRequests {
+    ctx: Arc<BrokerContext>,
+    requester: Arc<Requester>,
+    session: Arc<Session>,
+}
+
+impl SessionRequests for BridgeRequests {
+    fn start(
+        &self,
+        frame: pb::ClientFrame,
+    ) -> Pin<Box<dyn Future<Output = RequestFuture> + Send + '_>> {
+        Box::pin(dispatch(&self.ctx, &self.requester, frame))
+    }
+}
+
+impl Drop for BridgeRequests {
+    fn drop(&mut self) {
+        self.ctx.router.unregister(&self.session);
+        tracing::debug!(user = %self.session.user_id, "bridge session ended");
     }
 }
