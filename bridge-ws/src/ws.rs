@@ -35,9 +35,10 @@ pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_APP_BASE: u16 = 4000;
 
 /// The socket's read buffer. tungstenite's default is 128 KiB, zero-filled on the
-/// first read: 128 KiB resident per idle browser. Chat frames are far smaller; a
-/// larger frame grows the buffer as it arrives.
-const READ_BUFFER_BYTES: usize = 1024;
+/// first read: 128 KiB resident per idle browser. Chat frames are far smaller, and a
+/// larger frame is read in one piece anyway: once its header is parsed, the buffer
+/// reserves the whole payload.
+const READ_BUFFER_BYTES: usize = 512;
 /// How long a closing socket waits for the peer's Close before dropping the connection.
 const CLOSE_HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
