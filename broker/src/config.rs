@@ -66,6 +66,11 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Concurrent connections; more are refused.
     pub max_connections: usize,
+    /// Receive and send buffer of the QUIC UDP socket (the kernel caps it at
+    /// `net.core.rmem_max` / `wmem_max`). Tens of thousands of clients handshaking or
+    /// keeping alive at once overflow a default 208 KiB buffer, and dropped packets
+    /// become retransmits and timeouts.
+    pub udp_buffer_bytes: usize,
     /// Requests being processed at once on one connection; more wait (backpressure).
     pub max_inflight_per_connection: usize,
     pub username_min_len: usize,
@@ -114,6 +119,7 @@ impl Default for Config {
             hello_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             max_connections: 200_000,
+            udp_buffer_bytes: 8 << 20,
             max_inflight_per_connection: 256,
             username_min_len: 3,
             username_max_len: 32,
@@ -219,6 +225,10 @@ pub struct Cli {
     /// Maximum concurrent connections. [default: 200000]
     #[arg(long, env = "QUIP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// QUIC UDP socket receive/send buffer in bytes (capped by the kernel's
+    /// net.core.rmem_max/wmem_max). [default: 8388608]
+    #[arg(long, env = "QUIP_UDP_BUFFER_BYTES")]
+    pub udp_buffer_bytes: Option<usize>,
     /// Dedup window for client_msg_id, in seconds. [default: 86400]
     #[arg(long, env = "QUIP_DEDUP_WINDOW_SECS")]
     pub dedup_window_secs: Option<u64>,
@@ -322,6 +332,7 @@ impl Config {
             hello_timeout_ms,
             idle_timeout_ms,
             max_connections,
+            udp_buffer_bytes,
             dedup_window_secs,
             password_min_len,
             store_cache_mib,

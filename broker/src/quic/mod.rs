@@ -22,10 +22,44 @@ pub fn bind(
 ) -> Result<quinn::Endpoint, QuicError> {
     let transport = tls::transport_config(Duration::from_millis(ctx.config.idle_timeout_ms));
     let server_config = identity.server_config(transport)?;
-    quinn::Endpoint::server(server_config, ctx.config.quic_addr).map_err(|source| QuicError::Bind {
-        addr: ctx.config.quic_addr,
-        source,
-    })
+    let addr = ctx.config.quic_addr;
+    let socket = udp_socket(addr, ctx.config.udp_buffer_bytes)
+        .map_err(|source| QuicError::Bind { addr, source })?;
+    let runtime = quinn::default_runtime().ok_or_else(|| QuicError::Bind {
+        addr,
+        source: std::io::Error::other("no async runtime"),
+    })?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        socket,
+        runtime,
+    )
+    .map_err(|source| QuicError::Bind { addr, source })
+}
+
+/// The endpoint's UDP socket, with `buffer_bytes` of receive and send buffer (or as
+/// much as the kernel allows, which is logged).
+fn udp_socket(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Like quinn's own binding: an IPv6 socket also serves IPv4 where it can.
+        let _ = socket.set_only_v6(false);
+    }
+    if let Err(error) = socket.set_recv_buffer_size(buffer_bytes) {
+        tracing::warn!(%error, buffer_bytes, "cannot set the UDP receive buffer");
+    }
+    if let Err(error) = socket.set_send_buffer_size(buffer_bytes) {
+        tracing::warn!(%error, buffer_bytes, "cannot set the UDP send buffer");
+    }
+    socket.bind(&addr.into())?;
+    tracing::debug!(
+        recv = socket.recv_buffer_size().unwrap_or_default(),
+        send = socket.send_buffer_size().unwrap_or_default(),
+        "QUIC socket buffers (the kernel caps them at net.core.rmem_max / wmem_max)"
+    );
+    Ok(socket.into())
 }
 
 #[derive(Debug, thiserror::Error)]
