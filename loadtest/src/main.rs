@@ -1,17 +1,53 @@
-//! `quip-loadtest`: drives a Quip broker with many real QUIC clients and reports
-//! throughput and latency percentiles. Targets loopback brokers only.
+//! `quip-loadtest`: drives a Quip broker with many real clients, QUIC (the SDK) and
+//! WebSocket (the browser JSON protocol), and reports throughput, ACK and end-to-end
+//! latency percentiles (HDR histograms), and the broker's memory. Targets loopback
+//! brokers only.
 //!
 //! ```text
+//! # 50 QUIC pairs, closed loop (32 sends in flight each), on a broker it starts:
 //! quip-loadtest --spawn --durability fsync pairs --pairs 50 --window 32 --duration 10
+//! # Open loop: 200 msgs/s per sender, latency from the scheduled send time:
+//! quip-loadtest --spawn pairs --pairs 50 --rate 200 --transport ws
+//! # One group of 200 online members, 2 of them sending; the fan-out rate:
+//! quip-loadtest --spawn --durability os group --members 200 --senders 2 --window 32
+//! # QUIC and WebSocket clients together (pairs across transports, plus a group):
+//! quip-loadtest --spawn mixed --pairs 10 --members 50 --senders 2
+//! # A running broker (its RSS sampled through --broker-pid), with an HTML report:
+//! quip-loadtest --addr 127.0.0.1:4433 --cert data/tls/cert.pem --http-addr 127.0.0.1:8080 \
+//!     --broker-pid "$(pidof quip-broker)" --json out.json --html out.html pairs
+//! # Catch-up after missing 10,000 messages:
 //! quip-loadtest --addr 127.0.0.1:4433 --cert data/tls/cert.pem resume --missed 10000
 //! ```
+//!
+//! Message scenarios take `--window`, `--rate`, `--size`, `--duration` and
+//! `--warmup`. The result (stdout, and `--json FILE`) has the scenario's figures, a
+//! one-second `timeline` (rates, p50/p99 of ACK and end-to-end latency, broker RSS)
+//! and the `errors` seen; `--html FILE` renders it with SVG plots. A progress bar
+//! shows the phase, msgs/s and p99 on stderr when it is a terminal (`--quiet` hides
+//! it). `--durability` is passed to a spawned broker and otherwise only recorded.
 
+mod chart;
+mod conn;
+mod endpoints;
+mod html;
+mod limits;
+mod load;
+mod metrics;
+mod mint;
+mod payload;
+mod progress;
 mod report;
+mod run;
+mod sampler;
 mod scenario;
+mod sender;
 mod target;
+mod users;
+mod ws_client;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -26,16 +62,36 @@ struct Cli {
     /// Write the result as JSON to this file (it is always printed too).
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML report with SVG plots to this file.
+    #[arg(long, global = true)]
+    html: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// UDP sockets the QUIC clients share (one per client would measure the load
+    /// generator's socket handling rather than the broker).
+    #[arg(long, global = true, default_value_t = 4)]
+    endpoints: usize,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// N users in 1:1 pairs, each sender keeping a window of sends in flight.
+    /// N users in 1:1 pairs, each sender keeping a window of sends in flight or
+    /// sending at a fixed rate.
     Pairs(scenario::pairs::PairsArgs),
+    /// One group of M online members, K of them sending: the fan-out rate.
+    Group(scenario::group::GroupArgs),
+    /// Pairs and a group at once, half the clients on QUIC and half on WebSocket.
+    Mixed(scenario::mixed::MixedArgs),
     /// A user misses X messages, reconnects, and we time the catch-up.
     Resume(scenario::resume::ResumeArgs),
+    /// Hold C idle connections (QUIC or WebSocket) and measure the broker's memory.
+    Idle(scenario::idle::IdleArgs),
+    /// Fill a store with millions of messages (once), then time broker starts on it
+    /// until the first QUIC handshake. Starts its own brokers (ignores --spawn/--addr).
+    Startup(scenario::startup::StartupArgs),
 }
 
 #[tokio::main]
@@ -45,19 +101,46 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("QUIP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        // stdout is for the JSON result only.
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Before the broker is spawned: it inherits the limit.
+    limits::raise_nofile();
+    if let Scenario::Startup(args) = &cli.scenario {
+        let text = serde_json::to_string_pretty(&scenario::startup::run(args).await?)?;
+        println!("{text}");
+        if let Some(path) = &cli.json {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
     let target = target::Target::resolve(&cli.target).await?;
+    let run = run::Run::new(target, progress::Progress::new(cli.quiet), cli.endpoints)?;
+    let sampler =
+        sampler::Sampler::start(run.metrics.clone(), run.target.pid(), run.progress.clone());
     let result = match &cli.scenario {
-        Scenario::Pairs(args) => scenario::pairs::run(&target, args).await?,
-        Scenario::Resume(args) => scenario::resume::run(&target, args).await?,
+        Scenario::Pairs(args) => scenario::pairs::run(&run, args).await,
+        Scenario::Group(args) => scenario::group::run(&run, args).await,
+        Scenario::Mixed(args) => scenario::mixed::run(&run, args).await,
+        Scenario::Resume(args) => scenario::resume::run(&run, args).await,
+        Scenario::Idle(args) => scenario::idle::run(&run, args).await,
+        Scenario::Startup(_) => unreachable!("handled before a target is resolved"),
     };
-    let result = report::with_broker_info(result, &target);
+    let timeline = sampler.finish().await;
+    run.progress.finish();
+    let result = report::with_broker_info(result?, &run.target);
+    let command: Vec<String> = std::env::args().collect();
+    let result = report::with_run_info(result, &timeline, run.metrics.errors_json(), &command);
     let text = serde_json::to_string_pretty(&result)?;
     println!("{text}");
     if let Some(path) = &cli.json {
-        std::fs::write(path, &text)?;
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
-    target.stop();
+    if let Some(path) = &cli.html {
+        std::fs::write(path, html::render(&result, &command))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    run.target.stop();
     Ok(())
 }

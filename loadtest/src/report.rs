@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::sampler::Point;
 use crate::target::Target;
 
 /// Microseconds since the epoch: the send timestamp carried in payloads, comparable
@@ -63,6 +64,38 @@ pub fn with_broker_info(mut result: Value, target: &Target) -> Value {
                 "rss_bytes": target.pid().and_then(rss_bytes),
             }),
         );
+    }
+    result
+}
+
+/// JSON objects merged left to right (a later key wins): a result built from parts.
+pub fn merged<const N: usize>(parts: [Value; N]) -> Value {
+    let mut all = serde_json::Map::new();
+    for part in parts {
+        if let Value::Object(map) = part {
+            all.extend(map);
+        }
+    }
+    Value::Object(all)
+}
+
+/// Adds what every result carries besides the scenario's own figures: the
+/// timeline, the error log, the command line, and the broker's peak RSS over the
+/// timeline (call after [`with_broker_info`]).
+pub fn with_run_info(
+    mut result: Value,
+    timeline: &[Point],
+    errors: Value,
+    command: &[String],
+) -> Value {
+    if let Value::Object(map) = &mut result {
+        let peak = timeline.iter().filter_map(|p| p.rss_bytes).max();
+        if let Some(Value::Object(broker)) = map.get_mut("broker") {
+            broker.insert("peak_rss_bytes".into(), json!(peak));
+        }
+        map.insert("errors".into(), errors);
+        map.insert("command".into(), json!(command));
+        map.insert("timeline".into(), json!(timeline));
     }
     result
 }

@@ -37,6 +37,10 @@ pub struct TargetArgs {
     /// `--broker-arg=--store-cache-mib=64`.
     #[arg(long = "broker-arg", global = true, allow_hyphen_values = true)]
     pub broker_args: Vec<String>,
+    /// The pid of a broker we did not spawn (on this machine), to sample its memory
+    /// from /proc during the run.
+    #[arg(long, global = true, conflicts_with = "spawn")]
+    pub broker_pid: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,8 @@ pub struct Target {
     pub http_addr: Option<SocketAddr>,
     /// The broker's JWT secret, when known (see [`TargetArgs::jwt_secret`]).
     pub jwt_secret: Option<String>,
+    /// `--broker-pid`: a local broker we did not start.
+    broker_pid: Option<u32>,
     child: Mutex<Option<Child>>,
     _data_dir: Option<TempDir>,
 }
@@ -72,6 +78,7 @@ impl Target {
             durability: args.durability.clone(),
             http_addr: args.http_addr,
             jwt_secret: args.jwt_secret.clone(),
+            broker_pid: args.broker_pid,
             child: Mutex::new(None),
             _data_dir: None,
         })
@@ -113,6 +120,7 @@ impl Target {
             durability: durability.to_owned(),
             http_addr: Some(http_addr),
             jwt_secret: Some(jwt_secret),
+            broker_pid: None,
             child: Mutex::new(Some(child)),
             _data_dir: Some(data_dir),
         };
@@ -130,13 +138,25 @@ impl Target {
         Ok(target)
     }
 
-    /// The broker's pid when we spawned it (for RSS sampling).
+    /// The broker's pid when we spawned it, or `--broker-pid` (for RSS sampling).
     pub fn pid(&self) -> Option<u32> {
-        self.child.lock().ok()?.as_ref().map(Child::id)
+        self.broker_pid
+            .or_else(|| self.child.lock().ok()?.as_ref().map(Child::id))
     }
 
     pub async fn client(&self, device_id: &str) -> anyhow::Result<Client> {
+        self.client_on(device_id, None).await
+    }
+
+    /// A client on a shared `endpoint` (see [`ClientOptions::endpoint`]), or on its
+    /// own socket with `None`.
+    pub async fn client_on(
+        &self,
+        device_id: &str,
+        endpoint: Option<quip_sdk::quinn::Endpoint>,
+    ) -> anyhow::Result<Client> {
         let options = ClientOptions {
+            endpoint,
             device_id: device_id.to_owned(),
             event_buffer: 65_536,
             reconnect: ReconnectPolicy {

@@ -1,7 +1,12 @@
 //! Load scenarios, one per file.
 
+pub mod group;
+pub mod idle;
+pub mod load_args;
+pub mod mixed;
 pub mod pairs;
 pub mod resume;
+pub mod startup;
 
 use quip_sdk::Client;
 
@@ -18,7 +23,7 @@ pub async fn new_user(
     client
         .register(
             &format!("lt{run:08x}{prefix}{index}"),
-            "loadtest-password",
+            crate::users::PASSWORD,
             None,
         )
         .await?;

@@ -1,146 +1,97 @@
-//! `pairs`: N senders each talking to their own receiver, as fast as ACKs allow with
-//! a window of sends in flight, for a duration after a warm-up.
+//! `pairs`: N senders each talking to their own receiver, closed loop (a window of
+//! sends in flight, as fast as ACKs allow) or open loop (`--rate`), for a duration
+//! after a warm-up. Receivers count deliveries and end-to-end latency from the
+//! timestamp at the start of each body.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use quip_sdk::{Event, pb};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
-use crate::report::{Percentiles, histogram, now_micros};
-use crate::target::Target;
+use crate::conn::{Conn, Transport};
+use crate::load::Load;
+use crate::report::merged;
+use crate::run::Run;
+use crate::scenario::load_args::LoadArgs;
+use crate::sender::SendPlan;
+use crate::users::{self, UserSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct PairsArgs {
     /// Number of sender/receiver pairs.
     #[arg(long, default_value_t = 20)]
     pub pairs: usize,
-    /// Sends in flight per sender.
-    #[arg(long, default_value_t = 32)]
-    pub window: usize,
-    /// Message body size in bytes (at least the timestamp).
-    #[arg(long, default_value_t = 64)]
-    pub size: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Unmeasured seconds before.
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup: f64,
+    /// Which kind of client the pairs use.
+    #[arg(long, value_enum, default_value_t = Transport::Quic)]
+    pub transport: Transport,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
-pub async fn run(target: &Target, args: &PairsArgs) -> anyhow::Result<Value> {
-    let run_id: u32 = rand::random();
-    let mut pairs = Vec::new();
-    for i in 0..args.pairs {
-        let sender = super::new_user(target, "s", i, run_id).await?;
-        let receiver = super::new_user(target, "r", i, run_id).await?;
-        pairs.push((sender, receiver));
-    }
-    let started = Instant::now();
-    let measure_from = started + Duration::from_secs_f64(args.warmup);
-    let stop_at = measure_from + Duration::from_secs_f64(args.duration);
-    let measuring = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let delivered = Arc::new(AtomicU64::new(0));
-    let ack_latency = Arc::new(Mutex::new(histogram()));
-    let e2e_latency = Arc::new(Mutex::new(histogram()));
-    let padding = "x".repeat(args.size.saturating_sub(21));
+pub async fn run(run: &Run, args: &PairsArgs) -> anyhow::Result<Value> {
+    let phases = args.load.phases()?;
+    let specs = specs(args.pairs, |_| (args.transport, args.transport));
+    let conns = users::connect_all(run, &specs).await?;
+    let schedule = run.start_load(phases);
+    let mut load = Load::default();
+    start(run, &mut load, &conns, args.load.plan(&schedule), |conn| {
+        conn.transport().name().to_owned()
+    });
+    run.follow(&schedule).await;
+    load.finish().await?;
+    users::close_all(&conns).await;
+    let summary = run.metrics.summary(|_| true, args.load.duration);
+    Ok(merged([
+        json!({
+            "scenario": "pairs",
+            "transport": args.transport.name(),
+            "pairs": args.pairs,
+        }),
+        args.load.to_json(),
+        summary.to_json(),
+    ]))
+}
 
-    let mut tasks = Vec::new();
-    for (sender, receiver) in pairs {
-        let to = receiver.user_id().unwrap_or_default();
-        let (measuring_r, delivered, e2e) =
-            (measuring.clone(), delivered.clone(), e2e_latency.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut local = histogram();
-            loop {
-                let event = tokio::time::timeout_at(stop_at.into(), receiver.next_event()).await;
-                let Ok(Some(event)) = event else { break };
-                if let Event::Message(message) = event {
-                    if measuring_r.load(Ordering::Relaxed) {
-                        delivered.fetch_add(1, Ordering::Relaxed);
-                        if let Some(sent) = sent_micros(&message) {
-                            let _ = local.record(now_micros().saturating_sub(sent).max(1));
-                        }
-                    }
-                }
-            }
-            let _ = e2e.lock().await.add(&local);
-        }));
-        let (measuring_s, acked, ack_hist, padding) = (
-            measuring.clone(),
-            acked.clone(),
-            ack_latency.clone(),
-            padding.clone(),
+/// The users of `count` pairs, sender then receiver; `transports(i)` gives pair
+/// `i`'s sender and receiver transports.
+pub fn specs(count: usize, transports: impl Fn(usize) -> (Transport, Transport)) -> Vec<UserSpec> {
+    (0..count)
+        .flat_map(|index| {
+            let (sender, receiver) = transports(index);
+            [
+                UserSpec {
+                    prefix: "ps",
+                    index,
+                    transport: sender,
+                },
+                UserSpec {
+                    prefix: "pr",
+                    index,
+                    transport: receiver,
+                },
+            ]
+        })
+        .collect()
+}
+
+/// Starts every pair of `conns` (as [`specs`] orders them): each sender sends to its
+/// receiver; each connection records into the series `series` names for it.
+pub fn start(
+    run: &Run,
+    load: &mut Load,
+    conns: &[Arc<Conn>],
+    plan: SendPlan,
+    series: impl Fn(&Conn) -> String,
+) {
+    for pair in conns.chunks_exact(2) {
+        let (sender, receiver) = (&pair[0], &pair[1]);
+        let sender_recorder = run.metrics.recorder(&series(sender));
+        load.receive(sender.clone(), sender_recorder.clone());
+        load.receive(receiver.clone(), run.metrics.recorder(&series(receiver)));
+        load.send(
+            sender.clone(),
+            receiver.user_id().to_owned(),
+            plan,
+            sender_recorder,
         );
-        let window = args.window.max(1);
-        tasks.push(tokio::spawn(async move {
-            let mut local = histogram();
-            let mut inflight = FuturesUnordered::new();
-            let mut n = 0u64;
-            loop {
-                while inflight.len() < window && Instant::now() < stop_at {
-                    n += 1;
-                    let body = format!("{:020}{padding}", now_micros());
-                    let request = pb::SendRequest {
-                        to: to.clone(),
-                        kind: pb::MessageKind::Text as i32,
-                        content: Some(pb::send_request::Content::Text(pb::TextContent {
-                            text: body,
-                            ..Default::default()
-                        })),
-                        client_msg_id: format!("lt-{n}"),
-                    };
-                    let sender = &sender;
-                    inflight.push(async move {
-                        let begin = Instant::now();
-                        (sender.send(request).await, begin.elapsed())
-                    });
-                }
-                let Some((result, took)) = inflight.next().await else {
-                    break;
-                };
-                if result.is_ok() && measuring_s.load(Ordering::Relaxed) {
-                    acked.fetch_add(1, Ordering::Relaxed);
-                    let _ = local.record(took.as_micros().max(1) as u64);
-                }
-            }
-            let _ = ack_hist.lock().await.add(&local);
-        }));
-    }
-    tokio::time::sleep_until(measure_from.into()).await;
-    measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep_until(stop_at.into()).await;
-    measuring.store(false, Ordering::Relaxed);
-    for task in tasks {
-        task.await?;
-    }
-    let seconds = args.duration;
-    let acked = acked.load(Ordering::Relaxed);
-    let delivered = delivered.load(Ordering::Relaxed);
-    Ok(json!({
-        "scenario": "pairs",
-        "pairs": args.pairs,
-        "window": args.window,
-        "size": args.size,
-        "seconds": seconds,
-        "acked": acked,
-        "delivered": delivered,
-        "acked_per_sec": (acked as f64 / seconds).round(),
-        "delivered_per_sec": (delivered as f64 / seconds).round(),
-        "ack_latency": Percentiles::of(&*ack_latency.lock().await),
-        "end_to_end_latency": Percentiles::of(&*e2e_latency.lock().await),
-    }))
-}
-
-/// The send timestamp at the start of a load-test body.
-fn sent_micros(message: &pb::Message) -> Option<u64> {
-    match &message.content {
-        Some(pb::message::Content::Text(text)) => text.text.get(..20)?.parse().ok(),
-        _ => None,
     }
 }

@@ -1,13 +1,18 @@
 //! `resume`: a user is offline while X messages arrive for it; we time how long its
 //! reconnect takes to surface all of them (from dialing to the last message).
+//!
+//! The whole run is measured (there is no warm-up): the timeline shows the fill's
+//! ACK rate and then the catch-up's delivery rate.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use quip_sdk::{Event, pb};
 use serde_json::{Value, json};
 
-use crate::target::Target;
+use crate::metrics::Phase;
+use crate::report::{Percentiles, histogram};
+use crate::run::Run;
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
@@ -22,12 +27,18 @@ pub struct ResumeArgs {
     pub rounds: usize,
 }
 
-pub async fn run(target: &Target, args: &ResumeArgs) -> anyhow::Result<Value> {
+pub async fn run(run: &Run, args: &ResumeArgs) -> anyhow::Result<Value> {
+    let target = &run.target;
+    let recorder = run.metrics.recorder("quic");
+    // Per message: from starting the reconnect to the message being surfaced.
+    let mut catch_up = histogram();
     let mut rounds = Vec::new();
+    let started = Instant::now();
+    run.progress.load(Phase::Measure, None);
+    run.enter(Phase::Measure);
     for round in 0..args.rounds.max(1) {
-        let run_id: u32 = rand::random();
-        let sender = super::new_user(target, "s", round, run_id).await?;
-        let receiver = super::new_user(target, "r", round, run_id).await?;
+        let sender = super::new_user(target, "s", round, run.id).await?;
+        let receiver = super::new_user(target, "r", round, run.id).await?;
         let receiver_id = receiver.user_id().unwrap_or_default();
         let token = receiver
             .tokens()
@@ -37,8 +48,8 @@ pub async fn run(target: &Target, args: &ResumeArgs) -> anyhow::Result<Value> {
 
         let mut inflight = FuturesUnordered::new();
         for n in 0..args.missed {
-            if inflight.len() >= args.window {
-                inflight.next().await.transpose()?;
+            if inflight.len() >= args.window.max(1) {
+                record_ack(&recorder, inflight.next().await)?;
             }
             let request = pb::SendRequest {
                 to: receiver_id.clone(),
@@ -49,10 +60,14 @@ pub async fn run(target: &Target, args: &ResumeArgs) -> anyhow::Result<Value> {
                 })),
                 client_msg_id: format!("m{n}"),
             };
-            inflight.push(sender.send(request));
+            let sender = &sender;
+            inflight.push(async move {
+                let begin = Instant::now();
+                (sender.send(request).await, begin.elapsed())
+            });
         }
-        while let Some(result) = inflight.next().await {
-            result?;
+        while let Some(done) = inflight.next().await {
+            record_ack(&recorder, Some(done))?;
         }
 
         // Reconnect as the same device with its access token, as the SDK does after a
@@ -64,7 +79,11 @@ pub async fn run(target: &Target, args: &ResumeArgs) -> anyhow::Result<Value> {
         let mut got = 0;
         while got < args.missed {
             match client.next_event().await {
-                Some(Event::Message(_)) => got += 1,
+                Some(Event::Message(_)) => {
+                    got += 1;
+                    recorder.delivered(None);
+                    catch_up.saturating_record(micros(begin.elapsed()));
+                }
                 Some(_) => {}
                 None => anyhow::bail!("event stream ended after {got} messages"),
             }
@@ -78,15 +97,41 @@ pub async fn run(target: &Target, args: &ResumeArgs) -> anyhow::Result<Value> {
         client.close().await;
         sender.close().await;
     }
+    run.enter(Phase::Drain);
     let mut times: Vec<f64> = rounds
         .iter()
         .filter_map(|r| r["resume_ms"].as_f64())
         .collect();
     times.sort_by(f64::total_cmp);
+    let summary = run
+        .metrics
+        .summary(|_| true, started.elapsed().as_secs_f64());
     Ok(json!({
         "scenario": "resume",
+        "transport": "quic",
         "missed": args.missed,
         "rounds": rounds,
         "median_resume_ms": times[times.len() / 2],
+        "acked": summary.acked,
+        "ack_latency": summary.ack_latency,
+        "catch_up_latency": Percentiles::of(&catch_up),
     }))
+}
+
+type Sent = (quip_sdk::Result<pb::SendAck>, Duration);
+
+/// Records a fill send's outcome; a failed fill makes the round meaningless.
+fn record_ack(recorder: &crate::metrics::Recorder, done: Option<Sent>) -> anyhow::Result<()> {
+    if let Some((result, took)) = done {
+        if let Err(error) = result {
+            recorder.failed(format!("send failed: {error}"));
+            return Err(error.into());
+        }
+        recorder.acked(took);
+    }
+    Ok(())
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

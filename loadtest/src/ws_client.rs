@@ -1,0 +1,286 @@
+//! A browser-protocol client: the bridge's WebSocket JSON (`bridge-ws/CONTRACT.md`)
+//! over a real WebSocket, as a web client speaks it.
+//!
+//! One task owns the socket and relays both ways: frames to send come in on a
+//! bounded channel (and are written in batches, one flush per batch), ACKs (type 30)
+//! and error frames (type 50) complete the send they name by `message_id`, and
+//! messages and sync-done are handed on as [`Incoming`] events. Like the SDK's event
+//! buffer, the event channel is bounded: a reader that falls behind stops the socket
+//! being read, and TCP pushes back on the broker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use quip_protocol::json::types;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::conn::Incoming;
+use crate::payload;
+
+/// How long a send waits for its ACK: the QUIC clients' request timeout.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Frames queued for the socket task; beyond this, senders wait.
+const OUTGOING_QUEUE: usize = 1024;
+/// Events buffered for the reader (the SDK's equivalent is `event_buffer`).
+const EVENT_QUEUE: usize = 4096;
+
+type Ack = Result<(), String>;
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Ack>>>>;
+
+#[derive(Debug)]
+enum Outgoing {
+    Text(String),
+    Close,
+}
+
+/// A WebSocket client of the bridge, authenticated by an access token.
+#[derive(Debug)]
+pub struct WsClient {
+    outgoing: mpsc::Sender<Outgoing>,
+    pending: Pending,
+    events: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WsClient {
+    /// Opens `ws://<http_addr>/ws?token=…&device_id=…`. Access tokens (JWTs) and
+    /// device ids are URL-safe as they are.
+    pub async fn connect(
+        http_addr: SocketAddr,
+        token: &str,
+        device_id: &str,
+    ) -> anyhow::Result<WsClient> {
+        let stream = TcpStream::connect(http_addr)
+            .await
+            .with_context(|| format!("cannot connect to {http_addr}"))?;
+        stream.set_nodelay(true)?;
+        let url = format!("ws://{http_addr}/ws?token={token}&device_id={device_id}");
+        let (socket, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .context("WebSocket handshake")?;
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let pending = Pending::default();
+        let task = tokio::spawn(relay(socket, outgoing_rx, events_tx, pending.clone()));
+        Ok(WsClient {
+            outgoing,
+            pending,
+            events: tokio::sync::Mutex::new(events),
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Sends a text to a user or a group (`message_id` is the dedup key and names
+    /// the ACK) and waits for the ACK.
+    pub async fn send_text(&self, to: &str, text: &str, message_id: &str) -> anyhow::Result<()> {
+        let frame = if quip_protocol::ids::is_group_id(to) {
+            json!({"type": types::GROUP, "group_id": to, "content": {"text": text}, "message_id": message_id})
+        } else {
+            json!({"type": types::SINGLE, "to": to, "content": {"text": text}, "message_id": message_id})
+        };
+        let (done, ack) = oneshot::channel();
+        self.pending().insert(message_id.to_owned(), done);
+        if self
+            .outgoing
+            .send(Outgoing::Text(frame.to_string()))
+            .await
+            .is_err()
+        {
+            self.pending().remove(message_id);
+            bail!("WebSocket closed");
+        }
+        match tokio::time::timeout(SEND_TIMEOUT, ack).await {
+            Ok(Ok(result)) => result.map_err(|error| anyhow!(error)),
+            Ok(Err(_)) => bail!("WebSocket closed before the ACK"),
+            Err(_) => {
+                self.pending().remove(message_id);
+                bail!("ACK timed out")
+            }
+        }
+    }
+
+    /// The next event; `None` after [`Incoming::Closed`] was taken.
+    pub async fn next(&self) -> Option<Incoming> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Sends a Close frame and waits for the socket task to end.
+    pub async fn close(&self) {
+        let _ = self.outgoing.send(Outgoing::Close).await;
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Ack>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for WsClient {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The fields of a server frame this client reads; the rest are ignored.
+#[derive(Debug, Deserialize)]
+struct ServerFrame {
+    #[serde(rename = "type")]
+    kind: i64,
+    #[serde(default)]
+    message_id: String,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Content {
+    #[serde(default)]
+    text: String,
+}
+
+/// The socket task: runs until the socket closes (either side), then fails the
+/// sends still waiting and reports why it ended.
+async fn relay(
+    mut socket: WebSocketStream<TcpStream>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    events: mpsc::Sender<Incoming>,
+    pending: Pending,
+) {
+    let reason = loop {
+        tokio::select! {
+            first = outgoing.recv() => {
+                let Some(Outgoing::Text(text)) = first else {
+                    let _ = socket.close(None).await;
+                    break "closed by the load test".to_owned();
+                };
+                if let Err(error) = write_batch(&mut socket, text, &mut outgoing).await {
+                    break error;
+                }
+            }
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Err(error) = handle(text.as_str(), &events, &pending).await {
+                        break error;
+                    }
+                }
+                // tungstenite answers pings itself; binary frames are not in the contract.
+                Some(Ok(Message::Close(frame))) => {
+                    break match frame {
+                        Some(frame) => format!("closed by the broker: {} {}", u16::from(frame.code), frame.reason),
+                        None => "closed by the broker".to_owned(),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => break format!("WebSocket error: {error}"),
+                None => break "WebSocket ended".to_owned(),
+            },
+        }
+    };
+    for (_, done) in pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+    {
+        let _ = done.send(Err(reason.clone()));
+    }
+    let _ = events.send(Incoming::Closed(reason)).await;
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once. A Close
+/// request in the queue is written last.
+async fn write_batch(
+    socket: &mut WebSocketStream<TcpStream>,
+    first: String,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+) -> Result<(), String> {
+    let failed = |error: tokio_tungstenite::tungstenite::Error| format!("WebSocket write: {error}");
+    socket.feed(Message::text(first)).await.map_err(failed)?;
+    while let Ok(next) = outgoing.try_recv() {
+        match next {
+            Outgoing::Text(text) => socket.feed(Message::text(text)).await.map_err(failed)?,
+            Outgoing::Close => {
+                let _ = socket.close(None).await;
+                return Err("closed by the load test".to_owned());
+            }
+        }
+    }
+    socket.flush().await.map_err(failed)
+}
+
+/// One server frame. Returns an error only when the reader is gone.
+async fn handle(
+    text: &str,
+    events: &mpsc::Sender<Incoming>,
+    pending: &Pending,
+) -> Result<(), String> {
+    let frame: ServerFrame = match serde_json::from_str(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            let event = Incoming::Error(format!("unreadable frame from the bridge: {error}"));
+            return events
+                .send(event)
+                .await
+                .map_err(|_| "reader gone".to_owned());
+        }
+    };
+    let complete = |result: Ack| {
+        let done = pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&frame.message_id);
+        done.map(|done| done.send(result)).is_some()
+    };
+    let event = match frame.kind {
+        types::SINGLE | types::GROUP => Incoming::Message {
+            sent_micros: frame
+                .content
+                .as_ref()
+                .and_then(|content| payload::sent_micros(&content.text)),
+        },
+        types::SYNC_DONE => Incoming::SyncDone,
+        types::ACK => {
+            complete(Ok(()));
+            return Ok(());
+        }
+        types::ERROR => {
+            let error = format!("error frame {}: {}", frame.code, frame.message);
+            if complete(Err(error.clone())) {
+                return Ok(());
+            }
+            Incoming::Error(error)
+        }
+        _ => return Ok(()),
+    };
+    events
+        .send(event)
+        .await
+        .map_err(|_| "reader gone".to_owned())
+}
