@@ -287,6 +287,11 @@ impl Inbox {
         false
     }
 
+    /// Whether any conversation has a gap waiting for its grace period or a fetch.
+    pub(crate) fn has_open_gaps(&self) -> bool {
+        !self.gap_due.is_empty()
+    }
+
     /// Conversations whose gap has been open past its grace and has no fetch running;
     /// they are marked as being filled. Gaps that closed meanwhile are forgotten.
     pub(crate) fn due_gap_fills(&mut self, now: Instant) -> Vec<String> {

@@ -264,16 +264,16 @@ async fn lane_loop(shared: Arc<Shared>, mut reader: FrameReader) -> Result<()> {
     }
 }
 
-/// Reports delivered cursors every [`REPORT_INTERVAL`] when they moved, or sooner
-/// after many messages. Fire and forget: the `ReportOk` is not waited for, and a lost
-/// report is harmless because `Hello` carries the cursors on reconnect.
+/// Reports delivered cursors [`REPORT_INTERVAL`] after the application took messages,
+/// or sooner after many. Sleeps while nothing is taken (no timer on an idle client).
+/// Fire and forget: the `ReportOk` is not waited for, and a lost report is harmless
+/// because `Hello` carries the cursors on reconnect.
 async fn report_loop(shared: Arc<Shared>, writer: mpsc::Sender<Bytes>) -> Result<()> {
-    let mut tick = tokio::time::interval(REPORT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        shared.taken.notified().await;
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = shared.report_due.notified() => {}
+            () = tokio::time::sleep(REPORT_INTERVAL) => {}
+            () = shared.report_due.notified() => {}
         }
         let reports = shared.inbox().take_cursor_reports();
         if reports.is_empty() {
@@ -308,13 +308,16 @@ async fn final_report(shared: &Shared) {
 }
 
 /// Starts history fetches for gaps that stayed open past their grace period.
+/// Polls only while a gap is open or a fetch runs; otherwise it sleeps until a gap
+/// opens.
 async fn gap_loop(shared: Arc<Shared>) -> Result<()> {
     let mut fills = JoinSet::new();
-    let mut tick = tokio::time::interval(GAP_CHECK_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if fills.is_empty() && !shared.inbox().has_open_gaps() {
+            shared.gap_open.notified().await;
+        }
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(GAP_CHECK_INTERVAL) => {}
             Some(_) = fills.join_next() => continue,
         }
         let due = shared.inbox().due_gap_fills(Instant::now());

@@ -42,6 +42,12 @@ pub(crate) struct Shared {
     pub(crate) inbox_space: Notify,
     /// Signalled when enough messages were taken that cursors should be reported now.
     pub(crate) report_due: Notify,
+    /// Signalled whenever the application takes an event: the report loop sleeps on
+    /// it rather than polling, so an idle client has no timer running.
+    pub(crate) taken: Notify,
+    /// Signalled while a conversation has a gap: the gap loop sleeps on it rather
+    /// than polling.
+    pub(crate) gap_open: Notify,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) account: Mutex<Account>,
     next_req_id: AtomicU64,
@@ -88,6 +94,8 @@ impl Shared {
             inbox_ready: Notify::new(),
             inbox_space: Notify::new(),
             report_due: Notify::new(),
+            taken: Notify::new(),
+            gap_open: Notify::new(),
             outbox: Mutex::new(Outbox::new()),
             account: Mutex::new(Account::default()),
             // 0 means "no response expected" on the wire.
@@ -187,19 +195,29 @@ impl Shared {
 
     /// A message from a lane or a history page.
     pub(crate) fn offer_message(&self, message: pb::Message) {
-        let queued = self
-            .inbox()
-            .offer_message(message, Instant::now(), self.options.gap_grace);
+        let (queued, gaps) = {
+            let mut inbox = self.inbox();
+            let queued = inbox.offer_message(message, Instant::now(), self.options.gap_grace);
+            (queued, inbox.has_open_gaps())
+        };
         if queued {
             self.inbox_ready.notify_waiters();
+        }
+        if gaps {
+            self.gap_open.notify_one();
         }
     }
 
     /// The ACK of this device's own send holds its seq.
     pub(crate) fn offer_own(&self, conv_id: &str, seq: u64) {
-        let queued = self
-            .inbox()
-            .offer_own(conv_id, seq, Instant::now(), self.options.gap_grace);
+        let (queued, gaps) = {
+            let mut inbox = self.inbox();
+            let queued = inbox.offer_own(conv_id, seq, Instant::now(), self.options.gap_grace);
+            (queued, inbox.has_open_gaps())
+        };
+        if gaps {
+            self.gap_open.notify_one();
+        }
         if queued {
             self.inbox_ready.notify_waiters();
         }
@@ -280,6 +298,7 @@ impl Shared {
             (event, inbox.report_due())
         };
         self.inbox_space.notify_waiters();
+        self.taken.notify_one();
         if report_due {
             self.report_due.notify_one();
         }
