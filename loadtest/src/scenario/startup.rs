@@ -41,6 +41,10 @@ pub struct StartupArgs {
     /// Stop each broker with SIGKILL instead of SIGTERM (recovery after a crash).
     #[arg(long)]
     pub kill: bool,
+    /// Time starts on `--data-dir` as it is, without filling it (e.g. a store whose
+    /// fill was interrupted; `--messages` is then not checked).
+    #[arg(long)]
+    pub no_fill: bool,
 }
 
 /// Appends in flight while filling: enough to keep the writer's batches full.
@@ -53,7 +57,11 @@ pub async fn run(args: &StartupArgs) -> anyhow::Result<Value> {
         .data_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("quip-startup-{}", args.messages)));
-    let fill = fill(&data_dir, args).await?;
+    let fill = if args.no_fill {
+        json!({"skipped": true, "messages_found": count_filled(&data_dir, args.conversations).await?})
+    } else {
+        fill(&data_dir, args).await?
+    };
     let exe = std::env::current_exe()?
         .parent()
         .context("binary has a directory")?
@@ -129,6 +137,34 @@ async fn fill(data_dir: &Path, args: &StartupArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// How many messages an earlier (possibly interrupted) fill stored: message `n` went
+/// to conversation `n % conversations` with seq `n / conversations + 1`, in order, so
+/// the first and last conversations' ends bound the count.
+async fn count_filled(data_dir: &Path, conversations: u64) -> anyhow::Result<u64> {
+    let conversations = conversations.max(1);
+    let store = SledStore::open(&data_dir.join("store"), SledOptions::default())?;
+    let conv = |pair: u64| {
+        ids::single_conv_id(&ids::new_user_id(pair * 2), &ids::new_user_id(pair * 2 + 1))
+    };
+    let first = store.last_seq(&conv(0)).await?;
+    let last = store.last_seq(&conv(conversations - 1)).await?;
+    let mut count = last * conversations;
+    if first > last {
+        // Conversations 0..=k have one message more: find k by bisection.
+        let (mut low, mut high) = (0, conversations - 1);
+        while low < high {
+            let mid = (low + high).div_ceil(2);
+            if store.last_seq(&conv(mid)).await? >= first {
+                low = mid;
+            } else {
+                high = mid - 1;
+            }
+        }
+        count += low + 1;
+    }
+    Ok(count)
+}
+
 /// Message `n`: conversation `n % conversations`, between that conversation's two
 /// users, with a 100-byte text like a typical chat line.
 fn message(n: u64, conversations: u64) -> NewMessage {
@@ -176,6 +212,19 @@ async fn start_and_time(exe: &Path, data_dir: &Path, kill: bool) -> anyhow::Resu
         .with_context(|| format!("cannot start {}", exe.display()))?;
     let mut child = Stopper { child, kill };
     let deadline = begin + Duration::from_secs(120);
+    // A QUIC Initial sent before the broker's socket is bound is lost, and the client
+    // only retransmits it after about a second: dialing blindly would round every
+    // start up to whole seconds. So first wait (2 ms steps) until the port is taken,
+    // then handshake.
+    while std::net::UdpSocket::bind(quic_addr).is_ok() {
+        if let Some(status) = child.child.try_wait()? {
+            bail!("broker exited during startup: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("broker did not bind its QUIC port within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     loop {
         // The first start generates the certificate; later ones reuse it.
         if cert.exists()
