@@ -264,14 +264,7 @@ async fn send(sender: Arc<Client>, to: String, spec: Spec, window: Window, tally
         let Ok(Some((result, took))) = next.await else {
             break;
         };
-        match result {
-            Ok(_) if window.measuring() => {
-                tally.acked(1);
-                let _ = ack_latency.record(took.as_micros().max(1) as u64);
-            }
-            Ok(_) => {}
-            Err(e) => tally.error(format!("send: {e}")),
-        }
+        tally.ack_outcome(&window, &mut ack_latency, result, took, "send");
     }
     tally.merge_ack(&ack_latency);
 }

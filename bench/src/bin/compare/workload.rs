@@ -103,6 +103,26 @@ impl Tally {
         self.acked.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The outcome of one acknowledged publish (`what` names the acknowledgement in
+    /// error notes): counted, with its latency, while `window` is measuring.
+    pub fn ack_outcome<T, E: std::fmt::Display>(
+        &self,
+        window: &Window,
+        ack_latency: &mut Histogram<u64>,
+        result: Result<T, E>,
+        took: Duration,
+        what: &str,
+    ) {
+        match result {
+            Ok(_) if window.measuring() => {
+                self.acked(1);
+                let _ = ack_latency.record(took.as_micros().max(1) as u64);
+            }
+            Ok(_) => {}
+            Err(e) => self.error(format!("{what}: {e}")),
+        }
+    }
+
     /// One message received by a subscriber.
     pub fn delivered(&self) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
