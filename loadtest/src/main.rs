@@ -17,6 +17,12 @@
 //!     --broker-pid "$(pidof quip-broker)" --json out.json --html out.html pairs
 //! # Catch-up after missing 10,000 messages:
 //! quip-loadtest --addr 127.0.0.1:4433 --cert data/tls/cert.pem resume --missed 10000
+//! # Hold 100,000 idle QUIC connections (tokens minted with the spawned broker's JWT
+//! # secret) and report the broker's memory per connection; WebSockets likewise:
+//! quip-loadtest --spawn --durability os idle --connections 100000 --hold 30
+//! quip-loadtest --spawn --durability os idle --transport ws --connections 9000
+//! # Fill a store with 10 M messages once, then time 5 broker starts on it:
+//! quip-loadtest startup --messages 10000000 --rounds 5 --data-dir /var/tmp/quip-startup
 //! ```
 //!
 //! Message scenarios take `--window`, `--rate`, `--size`, `--duration` and
