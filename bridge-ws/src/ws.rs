@@ -176,6 +176,9 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
                 outgoing = relay.handle_broker_frame(&frame);
             }
             Some((req_id, body)) = relay.inflight.next(), if !relay.inflight.is_empty() => {
+                if req_id == 0 {
+                    continue; // no answer expected (typing), not even an error
+                }
                 outgoing = relay.handle_server_frame(pb::ServerFrame { req_id, body: Some(body) });
             }
             reason = &mut relay.session.closed => {

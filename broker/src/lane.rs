@@ -5,12 +5,14 @@
 //! The lane keeps, per conversation, the highest seq the device holds (`position`).
 //! It first catches every conversation of its share up from the device's cursor to
 //! the committed end (the resume/offline sync), sends `SyncDone`, then writes live
-//! items. A live item never leaves a hole: when one arrives past `position + 1` (a
-//! message fanned out by a concurrent sender overtook an earlier one, or the sync has
-//! not reached that conversation yet) the lane first reads the missing seqs from the
-//! store. Items at or below `position` are dropped. Positions the device did not state
-//! in its Hello (the broker's stored cursor) are announced first with `ResumeFrom`. So every device sees each
-//! conversation dense and in seq order, exactly once per connection.
+//! items. Live fan-out arrives in seq order (it leaves the store's commit thread in
+//! order), but a live item can still arrive past `position + 1`: the sync has not
+//! reached that conversation yet, the session registered while a message was being
+//! committed, or a duplicate was re-fanned out. Then the lane first reads the missing
+//! seqs from the store, so a live item never leaves a hole. Items at or below
+//! `position` are dropped. Positions the device did not state in its Hello (the
+//! broker's stored cursor) are announced first with `ResumeFrom`. So every device sees
+//! each conversation dense and in seq order, exactly once per connection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,12 +112,16 @@ impl<S: FrameSink> LaneWriter<S> {
         // boxed, so only the live loop's small state is kept for the session's life.
         Box::pin(self.sync_all(&mut state)).await?;
         loop {
-            if state.out.capacity() > 0 {
-                // Going idle (or nearly): give the frame list back.
-                state.out = Vec::new();
-            }
-            let Some(item) = self.items.recv().await else {
-                break;
+            let item = match self.items.try_recv() {
+                Some(item) => item,
+                None => {
+                    // Going idle: give the frame list back.
+                    state.out = Vec::new();
+                    match self.items.recv().await {
+                        Some(item) => item,
+                        None => break,
+                    }
+                }
             };
             self.handle(&mut state, item).await?;
             while state.out.len() < WRITE_BATCH {

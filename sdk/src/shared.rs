@@ -42,8 +42,9 @@ pub(crate) struct Shared {
     pub(crate) inbox_space: Notify,
     /// Signalled when enough messages were taken that cursors should be reported now.
     pub(crate) report_due: Notify,
-    /// Signalled whenever the application takes an event: the report loop sleeps on
-    /// it rather than polling, so an idle client has no timer running.
+    /// Signalled whenever a delivered cursor may have moved (the application took an
+    /// event, or an own send was acknowledged): the report loop sleeps on it rather
+    /// than polling, so an idle client has no timer running.
     pub(crate) taken: Notify,
     /// Signalled while a conversation has a gap: the gap loop sleeps on it rather
     /// than polling.
@@ -218,6 +219,9 @@ impl Shared {
         if gaps {
             self.gap_open.notify_one();
         }
+        // The device's own message moved its delivered cursor: report it soon even if
+        // the application takes nothing.
+        self.taken.notify_one();
         if queued {
             self.inbox_ready.notify_waiters();
         }

@@ -79,6 +79,8 @@ pub struct ChatService {
     router: Arc<Router>,
     members: Arc<MemberCache>,
     limits: ChatLimits,
+    /// Committed messages, in commit order, to the fan-out thread.
+    fan_out: crossbeam_channel::Sender<FanOut>,
 }
 
 impl ChatService {
@@ -89,6 +91,7 @@ impl ChatService {
         limits: ChatLimits,
     ) -> Self {
         Self {
+            fan_out: spawn_fan_out(router.clone()),
             store,
             router,
             members,
@@ -206,20 +209,43 @@ impl ChatService {
     ) -> impl Future<Output = ServiceResult<Appended>> + Send + 'static {
         let origin = origin.map(|c| (c.user_id.to_owned(), c.session_id));
         let on_commit = {
-            let (router, recipients, origin) =
-                (self.router.clone(), recipients.clone(), origin.clone());
-            // Runs on the store's commit thread, in seq order per conversation.
-            move |message: &pb::Message| fan_out(&router, message, &recipients, origin.as_ref())
+            let (fan_out, recipients, origin) =
+                (self.fan_out.clone(), recipients.clone(), origin.clone());
+            // Runs on the store's commit thread, in seq order per conversation: it only
+            // encodes the frame and queues it for the fan-out thread, so a 10,000-member
+            // group does not hold up the commits (and ACKs) of every other chat.
+            move |message: &pb::Message| {
+                let job = FanOut {
+                    conv_id: Arc::from(message.conv_id.as_str()),
+                    seq: message.seq,
+                    frame: deliver_frame(message),
+                    recipients,
+                    origin,
+                };
+                // Blocks while the fan-out thread is FAN_OUT_QUEUE behind: commits (and
+                // so senders) slow down rather than queue without bound.
+                if fan_out.send(job).is_err() {
+                    tracing::warn!("fan-out thread gone; online devices resume from history");
+                }
+            }
         };
         let appended = self.store.append_then(message, Some(Box::new(on_commit)));
         let router = self.router.clone();
         async move {
             let appended = appended.await?;
-            // A duplicate is fanned out again: if the broker died between the first
-            // ACK and its fan-out, this is how online receivers get it; lanes drop
-            // what a device already has.
+            // A duplicate is fanned out again: if the broker died between committing
+            // the first copy and fanning it out, this is how online receivers get it;
+            // lanes drop what a device already has.
             if appended.duplicate {
-                fan_out(&router, &appended.message, &recipients, origin.as_ref());
+                let message = &appended.message;
+                FanOut {
+                    conv_id: Arc::from(message.conv_id.as_str()),
+                    seq: message.seq,
+                    frame: deliver_frame(message),
+                    recipients,
+                    origin,
+                }
+                .deliver(&router);
             }
             Ok(appended)
         }
@@ -619,21 +645,53 @@ impl ChatService {
     }
 }
 
-/// Hands a stored message, encoded once, to every online session of `recipients`; the
+/// Committed messages the fan-out thread may lag behind by before commits wait.
+const FAN_OUT_QUEUE: usize = 65_536;
+
+/// A committed message, encoded once, for every online session of `recipients`; the
 /// `origin` session (user id, session id) only advances past it.
-fn fan_out(
-    router: &Router,
-    message: &pb::Message,
-    recipients: &[String],
-    origin: Option<&(String, u64)>,
-) {
-    let conv_id: Arc<str> = Arc::from(message.conv_id.as_str());
-    let frame = deliver_frame(message);
-    let origin = origin.map(|(user_id, session_id)| Origin {
-        user_id,
-        session_id: *session_id,
-    });
-    router.deliver(&conv_id, message.seq, &frame, recipients, origin);
+struct FanOut {
+    conv_id: Arc<str>,
+    seq: u64,
+    frame: bytes::Bytes,
+    recipients: Arc<[String]>,
+    origin: Option<(String, u64)>,
+}
+
+impl FanOut {
+    fn deliver(&self, router: &Router) {
+        let origin = self.origin.as_ref().map(|(user_id, session_id)| Origin {
+            user_id,
+            session_id: *session_id,
+        });
+        router.deliver(
+            &self.conv_id,
+            self.seq,
+            &self.frame,
+            &self.recipients,
+            origin,
+        );
+    }
+}
+
+/// The thread that hands committed messages to the router, one at a time in commit
+/// order (so every lane receives each conversation in seq order). It ends when the
+/// chat service is dropped.
+fn spawn_fan_out(router: Arc<Router>) -> crossbeam_channel::Sender<FanOut> {
+    let (tx, rx) = crossbeam_channel::bounded::<FanOut>(FAN_OUT_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("quip-fan-out".into())
+        .spawn(move || {
+            for job in rx {
+                job.deliver(&router);
+            }
+        });
+    if let Err(error) = spawned {
+        // Without it the commit hooks find the channel closed and log; devices still
+        // get every message when they next sync.
+        tracing::error!(%error, "cannot start the fan-out thread");
+    }
+    tx
 }
 
 /// A `Deliver` frame for `message`, encoded once for every recipient.

@@ -62,23 +62,28 @@ impl CursorBuffer {
 
     /// The current value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<u64, StoreError> {
-        let stored = read_u64(self.tree.get(key)?);
+        // The buffer first: `write_out` writes the tree before it drops the buffered
+        // value, so reading in this order never misses a raise.
         let pending = self.pending.get(key).map_or(0, |v| *v);
+        let stored = read_u64(self.tree.get(key)?);
         Ok(stored.max(pending))
     }
 
     /// Every key under `prefix` with its current value, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        // The buffer first, for the reason given in `get`. It holds at most one
+        // write-out interval of raises, so walking it is cheap.
         let mut merged = std::collections::BTreeMap::new();
-        for entry in self.tree.scan_prefix(prefix) {
-            let (key, value) = entry?;
-            merged.insert(key.to_vec(), read_u64(Some(value)));
-        }
         for entry in self.pending.iter() {
             if entry.key().starts_with(prefix) {
-                let value = merged.entry(entry.key().clone()).or_insert(0);
-                *value = (*value).max(*entry.value());
+                merged.insert(entry.key().clone(), *entry.value());
             }
+        }
+        for entry in self.tree.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            let value = read_u64(Some(value));
+            let merged_value = merged.entry(key.to_vec()).or_insert(0);
+            *merged_value = (*merged_value).max(value);
         }
         Ok(merged.into_iter().collect())
     }

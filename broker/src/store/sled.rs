@@ -98,7 +98,11 @@ impl SledStore {
             },
             options.queue_len.max(1),
         )
-        .map_err(|e| StoreError::Unavailable(format!("cannot start store writer: {e}")))?;
+        .map_err(|e| {
+            // Stop the cursor thread, which holds the tree (and so sled's file lock).
+            cursors.stop();
+            StoreError::Unavailable(format!("cannot start store writer: {e}"))
+        })?;
         threads.push(cursor_thread);
         Ok(Self {
             db,
@@ -453,12 +457,18 @@ impl Store for SledStore {
         updates: Vec<CursorUpdate>,
     ) -> StoreFuture<'a, ()> {
         for update in &updates {
-            self.cursors.raise(
-                keys::delivered(user_id, device_id, &update.conv_id),
-                update.delivered_seq,
-            );
-            self.cursors
-                .raise(keys::read(user_id, &update.conv_id), update.read_seq);
+            // Most updates move one mark only (a send moves the read mark): build
+            // only the keys that change.
+            if update.delivered_seq > 0 {
+                self.cursors.raise(
+                    keys::delivered(user_id, device_id, &update.conv_id),
+                    update.delivered_seq,
+                );
+            }
+            if update.read_seq > 0 {
+                self.cursors
+                    .raise(keys::read(user_id, &update.conv_id), update.read_seq);
+            }
         }
         ready(Ok(()))
     }

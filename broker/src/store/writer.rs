@@ -146,7 +146,10 @@ impl Writer {
             match &flush_tx {
                 Some(flush_tx) => {
                     if let Err(crossbeam_channel::SendError(applied)) = flush_tx.send(applied) {
-                        answer(applied.replies);
+                        // The flusher is gone: nothing can be made durable any more,
+                        // so nothing may be acknowledged.
+                        tracing::error!("store flusher stopped; refusing appends");
+                        fail(applied.replies, "store flusher stopped");
                     }
                 }
                 None => {
@@ -371,12 +374,7 @@ fn flusher_loop(db: sled::Db, rx: Receiver<Applied>, shared: Arc<Shared>) {
                     tracing::error!(%error, "store flush failed");
                     // The batch may still reach the disk later; the client retries with
                     // the same client_msg_id and dedup answers it then.
-                    let message = error.to_string();
-                    answer(
-                        applied.replies.into_iter().map(|(reply, _)| {
-                            (reply, Err(StoreError::Unavailable(message.clone())))
-                        }),
-                    );
+                    fail(applied.replies, &error.to_string());
                 }
             }
         }
@@ -397,10 +395,26 @@ fn answer(replies: impl IntoIterator<Item = (AppendReply, Result<Appended, Store
         if let (Some(on_commit), Ok(appended)) = (on_commit, &result)
             && !appended.duplicate
         {
-            on_commit(&appended.message);
+            // A panicking hook must not take the commit thread (and with it every
+            // later ACK) down.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on_commit(&appended.message);
+            }));
+            if ran.is_err() {
+                tracing::error!(seq = appended.message.seq, "commit hook panicked");
+            }
         }
         // The requester may have gone away; the message is stored regardless.
         let _ = reply.send(result);
+    }
+}
+
+/// Answers every append of a batch with UNAVAILABLE; no commit hook runs.
+fn fail(replies: Vec<(AppendReply, Result<Appended, StoreError>)>, message: &str) {
+    for (reply, _) in replies {
+        let _ = reply
+            .tx
+            .send(Err(StoreError::Unavailable(message.to_owned())));
     }
 }
 

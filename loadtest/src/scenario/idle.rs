@@ -5,9 +5,10 @@
 //! only `--users` accounts are registered; every connection then gets a token minted
 //! with the broker's JWT secret for user `i % users` and its own device `idle-<i>`.
 //! QUIC connections are bare: the `Hello` exchange and the lanes' `SyncDone`, then
-//! nothing on our side but quinn's keep-alives. An SDK client would do the same on the
-//! wire, but its background loops wake several times a second each, which at 100k
-//! clients takes more CPU than two cores have (and starves the broker being measured).
+//! nothing on our side but quinn's keep-alives. An SDK client does the same on the
+//! wire (and no longer polls while idle), but it also runs a reader task per lane, an
+//! event queue and reconnect machinery: 100k of them beside the broker would measure
+//! the load generator's memory and scheduling as much as the broker's.
 //!
 //! The broker's RSS is read from /proc before dialing (once the setup's memory is
 //! given back, see `--settle`) and each second of the hold (the measure phase); the result is the growth of
