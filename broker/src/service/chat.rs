@@ -104,7 +104,8 @@ impl ChatService {
     }
 
     /// Validates a send and enqueues it. The future resolves to the ACK once the
-    /// message is durable and has been handed to every online recipient session.
+    /// message is durable and queued, in commit order, for delivery to every online
+    /// recipient session.
     pub async fn send(
         &self,
         caller: Caller<'_>,
@@ -215,13 +216,7 @@ impl ChatService {
             // encodes the frame and queues it for the fan-out thread, so a 10,000-member
             // group does not hold up the commits (and ACKs) of every other chat.
             move |message: &pb::Message| {
-                let job = FanOut {
-                    conv_id: Arc::from(message.conv_id.as_str()),
-                    seq: message.seq,
-                    frame: deliver_frame(message),
-                    recipients,
-                    origin,
-                };
+                let job = FanOut::of(message, recipients, origin);
                 // Blocks while the fan-out thread is FAN_OUT_QUEUE behind: commits (and
                 // so senders) slow down rather than queue without bound.
                 if fan_out.send(job).is_err() {
@@ -237,15 +232,7 @@ impl ChatService {
             // the first copy and fanning it out, this is how online receivers get it;
             // lanes drop what a device already has.
             if appended.duplicate {
-                let message = &appended.message;
-                FanOut {
-                    conv_id: Arc::from(message.conv_id.as_str()),
-                    seq: message.seq,
-                    frame: deliver_frame(message),
-                    recipients,
-                    origin,
-                }
-                .deliver(&router);
+                FanOut::of(&appended.message, recipients, origin).deliver(&router);
             }
             Ok(appended)
         }
@@ -659,6 +646,17 @@ struct FanOut {
 }
 
 impl FanOut {
+    /// Encodes `message` once for all its recipients.
+    fn of(message: &pb::Message, recipients: Arc<[String]>, origin: Option<(String, u64)>) -> Self {
+        Self {
+            conv_id: Arc::from(message.conv_id.as_str()),
+            seq: message.seq,
+            frame: deliver_frame(message),
+            recipients,
+            origin,
+        }
+    }
+
     fn deliver(&self, router: &Router) {
         let origin = self.origin.as_ref().map(|(user_id, session_id)| Origin {
             user_id,

@@ -170,7 +170,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// conversation, whichever task appended. Fan-out uses it, so that live deliveries
     /// leave the broker in order even when several connections post to one group (out
     /// of order, every lane behind would have to fetch the missing messages from the
-    /// store). It runs on the store's commit thread: keep it short and non-blocking.
+    /// store). It runs on the store's commit thread, delaying every later commit:
+    /// keep it short (hand the work to another thread; blocking there is only right
+    /// as backpressure).
     /// It does not run for a duplicate or a failed append.
     fn append_then(
         &self,
