@@ -4,10 +4,13 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/quip/v1/error.proto",
+        "proto/quip/v1/call.proto",
         "proto/quip/v1/message.proto",
         "proto/quip/v1/auth.proto",
         "proto/quip/v1/chat.proto",
         "proto/quip/v1/group.proto",
+        "proto/quip/v1/presence.proto",
+        "proto/quip/v1/receipt.proto",
         "proto/quip/v1/frame.proto",
     ];
     for file in files {

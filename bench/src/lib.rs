@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quip_broker::router::SessionCloser;
+use quip_broker::router::{Push, Pushed, SessionLink};
 use quip_broker::store::NewMessage;
 use quip_protocol::{ErrorCode, ids, pb};
 
@@ -101,7 +101,10 @@ pub fn new_text(from: &str, to: &str, client_msg_id: u64) -> NewMessage {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoopCloser;
 
-impl SessionCloser for NoopCloser {
+impl SessionLink for NoopCloser {
+    fn push(&self, _frame: &bytes::Bytes, _how: Push) -> Pushed {
+        Pushed::Stream
+    }
     fn close(&self, _code: ErrorCode, _reason: &str) {}
 }
 

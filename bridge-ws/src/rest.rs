@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use quip_protocol::json::message_to_json;
+use quip_protocol::json::{edit_request_from_json, message_to_json, presence_to_json};
 use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,6 +36,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/groups/{group_id}/join"),
     ("post", "/api/groups/{group_id}/leave"),
     ("get", "/api/groups/{group_id}/members"),
+    ("get", "/api/presence"),
+    ("get", "/api/groups/{group_id}/online"),
+    ("get", "/api/conversations/{conversation_id}/receipts"),
+    ("get", "/api/conversations/{conversation_id}/readers"),
+    (
+        "post",
+        "/api/conversations/{conversation_id}/messages/{seq}/recall",
+    ),
+    (
+        "post",
+        "/api/conversations/{conversation_id}/messages/{seq}/edit",
+    ),
     ("get", "/health"),
     ("get", "/api/openapi.json"),
 ];
@@ -57,6 +69,21 @@ pub fn routes() -> Router<Arc<BridgeState>> {
         .route("/api/groups/{group_id}/join", post(join_group))
         .route("/api/groups/{group_id}/leave", post(leave_group))
         .route("/api/groups/{group_id}/members", get(group_members))
+        .route("/api/presence", get(presence))
+        .route("/api/groups/{group_id}/online", get(group_online))
+        .route(
+            "/api/conversations/{conversation_id}/receipts",
+            get(receipts),
+        )
+        .route("/api/conversations/{conversation_id}/readers", get(readers))
+        .route(
+            "/api/conversations/{conversation_id}/messages/{seq}/recall",
+            post(recall),
+        )
+        .route(
+            "/api/conversations/{conversation_id}/messages/{seq}/edit",
+            post(edit),
+        )
         .route("/health", get(health))
         .route("/api/openapi.json", get(crate::openapi::serve))
 }
@@ -87,7 +114,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         Forbidden | Muted | AccountDisabled => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
-        UsernameTaken | AlreadyAuthenticated | GroupFull => StatusCode::CONFLICT,
+        UsernameTaken | AlreadyAuthenticated | GroupFull | Conflict => StatusCode::CONFLICT,
+        Expired => StatusCode::GONE,
         FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited | TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         Unavailable | ShuttingDown | SlowConsumer | SessionReplaced => {
@@ -149,6 +177,24 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query parameters, with a malformed query answered in the API's own error format.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => Err(ApiError::new(
                 ErrorCode::InvalidArgument,
                 rejection.body_text(),
@@ -708,7 +754,383 @@ pub async fn group_members(
     }
 }
 
+/// The most ids or seqs one query may list. The broker has its own, usually smaller,
+/// limits (`max_presence_query`, `max_receipt_seqs`), answered the same way; this one
+/// only keeps absurd query strings from reaching it.
+pub const MAX_QUERY_ITEMS: usize = 1000;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// The items of a comma-separated query parameter, trimmed, empty ones skipped.
+fn list_param<'a>(name: &str, value: &'a str) -> Result<Vec<&'a str>, ApiError> {
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err(invalid(format!(
+            "`{name}` is required: a comma-separated list"
+        )));
+    }
+    if items.len() > MAX_QUERY_ITEMS {
+        return Err(invalid(format!(
+            "`{name}` lists {} items; at most {MAX_QUERY_ITEMS} at once",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
+/// A required positive integer (a seq).
+fn seq_param(name: &str, value: &str) -> Result<u64, ApiError> {
+    match value.trim().parse::<u64>() {
+        Ok(seq) if seq > 0 => Ok(seq),
+        _ if value.trim().is_empty() => {
+            Err(invalid(format!("`{name}` is required: a positive integer")))
+        }
+        _ => Err(invalid(format!(
+            "`{name}` must be a positive integer, not {value:?}"
+        ))),
+    }
+}
+
+/// An optional page size: 0 (the broker's default) when absent.
+fn limit_param(value: &str) -> Result<u32, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(0);
+    }
+    value.parse::<u32>().map_err(|_| {
+        invalid(format!(
+            "`limit` must be a non-negative integer, not {value:?}"
+        ))
+    })
+}
+
+fn conversation_param(conversation_id: &str) -> Result<(), ApiError> {
+    if ids::Conversation::parse(conversation_id).is_none() {
+        return Err(invalid(format!(
+            "malformed conversation id {conversation_id:?}: single:<user>:<user> or group:<group_id>"
+        )));
+    }
+    Ok(())
+}
+
+/// A presence as REST data: the push (type 34) without its type.
+fn presence_json(presence: &pb::Presence) -> Value {
+    let mut value = presence_to_json(presence);
+    if let Value::Object(map) = &mut value {
+        map.remove("type");
+    }
+    value
+}
+
+/// The ACK of a recall or edit: the stored event's ids and position.
+fn event_ack_json(ack: &pb::SendAck) -> Value {
+    json!({
+        "client_msg_id": ack.client_msg_id,
+        "server_message_id": ack.msg_id,
+        "conversation_id": ack.conv_id,
+        "seq": ack.seq,
+        "timestamp": ack.sent_at_ms,
+        "duplicate": ack.duplicate,
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PresenceQuery {
+    /// Comma-separated user ids, e.g. `user_a,user_b`.
+    #[serde(default)]
+    user_ids: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct OnlineQuery {
+    /// How many online member ids to list (default and max: the broker's
+    /// `max_presence_query`).
+    #[serde(default)]
+    #[param(value_type = Option<u32>)]
+    limit: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ReceiptsQuery {
+    /// Comma-separated seqs, e.g. `3,4,5`.
+    #[serde(default)]
+    seqs: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ReadersQuery {
+    /// The message's seq.
+    #[serde(default)]
+    #[param(value_type = u64)]
+    seq: String,
+    /// Continue after this user id (`next_after` of the previous page).
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    #[param(value_type = Option<u32>)]
+    limit: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RecallBody {
+    /// Makes a resend safe; the broker picks one when absent.
+    #[serde(default)]
+    client_msg_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EditBody {
+    /// The new content: `{text, at_user_ids?, at_all?}` (or the text itself).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    content: Option<Value>,
+    /// Shorthand for `content: {text}`.
+    #[serde(default)]
+    text: Option<String>,
+    /// With `text`: the mentioned users.
+    #[serde(default)]
+    at_user_ids: Option<Vec<String>>,
+    /// With `text`: mentions everyone.
+    #[serde(default)]
+    at_all: Option<bool>,
+    /// Makes a resend safe; the broker picks one when absent.
+    #[serde(default)]
+    client_msg_id: String,
+}
+
+#[utoipa::path(get, path = "/api/presence", params(PresenceQuery),
+    responses((status = 200, description = "{presences: [{user_id, online, last_seen, devices, version}]}"),
+               (status = 400, description = "no user ids, malformed ones, or too many")), security(("bearer" = [])))]
+pub async fn presence(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Params(query): Params<PresenceQuery>,
+) -> ApiResult {
+    let user_ids = list_param("user_ids", &query.user_ids)?;
+    if let Some(bad) = user_ids.iter().find(|id| !ids::is_user_id(id)) {
+        return Err(invalid(format!("{bad:?} in `user_ids` is not a user id")));
+    }
+    let request = pb::PresenceRequest {
+        user_ids: user_ids.into_iter().map(str::to_owned).collect(),
+    };
+    let server_frame::Body::Presences(list) =
+        call(&state, &identity, client_frame::Body::Presence(request)).await?
+    else {
+        return Err(unexpected());
+    };
+    let presences: Vec<Value> = list.presences.iter().map(presence_json).collect();
+    ok(json!({"presences": presences}))
+}
+
+#[utoipa::path(get, path = "/api/groups/{group_id}/online", params(("group_id" = String, Path), OnlineQuery),
+    responses((status = 200, description = "{group_id, member_count, online_count, online_user_ids}"),
+               (status = 403, description = "not a member"), (status = 404, description = "no such group")), security(("bearer" = [])))]
+pub async fn group_online(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(group_id): Path<String>,
+    Params(query): Params<OnlineQuery>,
+) -> ApiResult {
+    if !ids::is_group_id(&group_id) {
+        return Err(invalid("malformed group id"));
+    }
+    let request = pb::GroupPresenceRequest {
+        group_id,
+        limit: limit_param(&query.limit)?,
+    };
+    let server_frame::Body::GroupPresence(online) = call(
+        &state,
+        &identity,
+        client_frame::Body::GroupPresence(request),
+    )
+    .await?
+    else {
+        return Err(unexpected());
+    };
+    ok(json!({
+        "group_id": online.group_id,
+        "member_count": online.member_count,
+        "online_count": online.online_count,
+        "online_user_ids": online.online_user_ids,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/conversations/{conversation_id}/receipts", params(("conversation_id" = String, Path), ReceiptsQuery),
+    responses((status = 200, description = "{conversation_id, counts: [{seq, read, delivered, recipients}]}"),
+               (status = 400, description = "seqs missing, not positive integers, or too many")), security(("bearer" = [])))]
+pub async fn receipts(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(conversation_id): Path<String>,
+    Params(query): Params<ReceiptsQuery>,
+) -> ApiResult {
+    conversation_param(&conversation_id)?;
+    let seqs = list_param("seqs", &query.seqs)?
+        .into_iter()
+        .map(|seq| seq_param("seqs", seq))
+        .collect::<Result<Vec<u64>, ApiError>>()?;
+    let request = pb::ReceiptsRequest {
+        conv_id: conversation_id,
+        seqs,
+    };
+    let server_frame::Body::ReceiptCounts(counts) =
+        call(&state, &identity, client_frame::Body::Receipts(request)).await?
+    else {
+        return Err(unexpected());
+    };
+    let items: Vec<Value> = counts
+        .counts
+        .iter()
+        .map(|c| json!({"seq": c.seq, "read": c.read, "delivered": c.delivered, "recipients": c.recipients}))
+        .collect();
+    ok(json!({"conversation_id": counts.conv_id, "counts": items}))
+}
+
+#[utoipa::path(get, path = "/api/conversations/{conversation_id}/readers", params(("conversation_id" = String, Path), ReadersQuery),
+    responses((status = 200, description = "{conversation_id, seq, user_ids, next_after}"),
+               (status = 400, description = "seq missing or not a positive integer")), security(("bearer" = [])))]
+pub async fn readers(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path(conversation_id): Path<String>,
+    Params(query): Params<ReadersQuery>,
+) -> ApiResult {
+    conversation_param(&conversation_id)?;
+    let request = pb::ReadersRequest {
+        conv_id: conversation_id,
+        seq: seq_param("seq", &query.seq)?,
+        after_user_id: query.after,
+        limit: limit_param(&query.limit)?,
+    };
+    let server_frame::Body::Readers(page) =
+        call(&state, &identity, client_frame::Body::Readers(request)).await?
+    else {
+        return Err(unexpected());
+    };
+    ok(json!({
+        "conversation_id": page.conv_id,
+        "seq": page.seq,
+        "user_ids": page.user_ids,
+        "next_after": page.next_after_user_id,
+    }))
+}
+
+async fn amend(state: &BridgeState, identity: &Identity, body: client_frame::Body) -> ApiResult {
+    match call(state, identity, body).await? {
+        server_frame::Body::Ack(ack) => ok(event_ack_json(&ack)),
+        _ => Err(unexpected()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/messages/{seq}/recall",
+    params(("conversation_id" = String, Path), ("seq" = u64, Path)), request_body(content = RecallBody, description = "optional"),
+    responses((status = 200, description = "{client_msg_id, server_message_id, conversation_id, seq, timestamp} of the RECALL event"),
+               (status = 403, description = "not the sender nor a group owner/admin"), (status = 404, description = "no such message"),
+               (status = 409, description = "already recalled"), (status = 410, description = "the recall window has passed")),
+    security(("bearer" = [])))]
+pub async fn recall(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path((conversation_id, seq)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    conversation_param(&conversation_id)?;
+    let seq = seq_param("seq", &seq)?;
+    // The body is optional.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        RecallBody::default()
+    } else {
+        serde_json::from_slice::<RecallBody>(&body)
+            .map_err(|e| invalid(format!("invalid JSON body: {e}")))?
+    };
+    let request = pb::RecallRequest {
+        conv_id: conversation_id,
+        seq,
+        client_msg_id: body.client_msg_id,
+    };
+    amend(&state, &identity, client_frame::Body::Recall(request)).await
+}
+
+#[utoipa::path(post, path = "/api/conversations/{conversation_id}/messages/{seq}/edit",
+    params(("conversation_id" = String, Path), ("seq" = u64, Path)), request_body = EditBody,
+    responses((status = 200, description = "{client_msg_id, server_message_id, conversation_id, seq, timestamp} of the EDIT event"),
+               (status = 400, description = "no text, or not a text message"), (status = 403, description = "not the sender"),
+               (status = 404, description = "no such message"), (status = 409, description = "the message was recalled"),
+               (status = 410, description = "the edit window has passed")),
+    security(("bearer" = [])))]
+pub async fn edit(
+    State(state): AppState,
+    Authed(identity): Authed,
+    Path((conversation_id, seq)): Path<(String, String)>,
+    Body(body): Body<EditBody>,
+) -> ApiResult {
+    conversation_param(&conversation_id)?;
+    let seq = seq_param("seq", &seq)?;
+    let content = match (body.content, body.text) {
+        (Some(content), _) => content,
+        (None, Some(text)) => json!({
+            "text": text,
+            "at_user_ids": body.at_user_ids.unwrap_or_default(),
+            "at_all": body.at_all.unwrap_or(false),
+        }),
+        (None, None) => {
+            return Err(invalid(
+                "the body needs content: {text, at_user_ids?, at_all?} or text",
+            ));
+        }
+    };
+    let mut frame = serde_json::Map::new();
+    frame.insert("conversation_id".into(), json!(conversation_id));
+    frame.insert("seq".into(), json!(seq));
+    frame.insert("content".into(), content);
+    frame.insert("client_msg_id".into(), json!(body.client_msg_id));
+    let request = edit_request_from_json(&frame).map_err(|e| invalid(e.0))?;
+    amend(&state, &identity, client_frame::Body::Edit(request)).await
+}
+
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "{status: ok}")))]
 pub async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused<T: std::fmt::Debug>(result: Result<T, ApiError>) -> String {
+        let error = result.expect_err("refused").0;
+        assert_eq!(error.error_code(), ErrorCode::InvalidArgument);
+        error.message
+    }
+
+    #[test]
+    fn query_lists_and_seqs_are_validated_with_clear_messages() {
+        assert_eq!(
+            list_param("seqs", " 3, 4,,5 ").unwrap(),
+            vec!["3", "4", "5"]
+        );
+        assert!(refused(list_param("seqs", " , ")).contains("`seqs` is required"));
+        let many = vec!["1"; MAX_QUERY_ITEMS + 1].join(",");
+        assert!(refused(list_param("seqs", &many)).contains("at most"));
+        assert_eq!(seq_param("seq", "7").unwrap(), 7);
+        assert!(refused(seq_param("seq", "")).contains("required"));
+        assert!(refused(seq_param("seqs", "x")).contains("\"x\""));
+        assert!(refused(seq_param("seq", "0")).contains("positive"));
+        assert_eq!(limit_param("").unwrap(), 0);
+        assert!(refused(limit_param("-1")).contains("limit"));
+        assert!(conversation_param("group:group_x").is_ok());
+        assert!(refused(conversation_param("nope")).contains("malformed"));
+    }
+
+    #[test]
+    fn expired_and_conflict_have_their_own_statuses() {
+        assert_eq!(status_of(ErrorCode::Expired), StatusCode::GONE);
+        assert_eq!(status_of(ErrorCode::Conflict), StatusCode::CONFLICT);
+    }
 }

@@ -4,6 +4,12 @@
 //! (each with a `req_id` remembered with the browser's `message_id`, so the ACK can
 //! echo it); protocol frames from the broker become JSON. Bad frames get an error
 //! frame and the socket stays usable; an oversized frame closes it with 1009.
+//!
+//! Browser → broker: sends (1, 2, 4–8), read / delivered reports (31, 32), typing (33,
+//! no answer), recall (35) and edit (36) answered with an ACK (30), call signalling
+//! (60) answered with 61, heartbeats (99). Broker → browser, besides answers:
+//! deliveries (RECALL / EDIT events render as 35 / 36), receipts (31, 32), typing
+//! (33), presence (34) and call events (60), all pushed without a request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +23,9 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message as _;
 use quip_protocol::json::{
-    ack_to_json, error_to_json, message_to_json, send_request_from_json, types,
+    ack_to_json, call_event_to_json, call_ok_to_json, call_request_from_json,
+    edit_request_from_json, error_to_json, message_to_json, presence_to_json,
+    recall_request_from_json, receipt_to_json, send_request_from_json, types,
 };
 use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
 use serde::Deserialize;
@@ -110,8 +118,12 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 
 /// What an answered request was, to render its response.
 enum Awaiting {
-    /// A send; the browser's `message_id` to echo in the ACK.
+    /// A send, recall or edit; the browser's `message_id` to echo in the ACK (30) or
+    /// the error (50).
     Send(String),
+    /// A call frame; the browser's `message_id` to echo in the CALL_OK (61) or the
+    /// error (50), and whether it was an INVITE.
+    Call { message_id: String, invite: bool },
     /// A read or delivered report: only errors are shown.
     Report,
 }
@@ -121,6 +133,13 @@ struct Relay {
     /// Requests in progress, run on this task.
     inflight: FuturesUnordered<RequestFuture>,
     awaiting: HashMap<u64, Awaiting>,
+    /// INVITEs waiting for their CALL_OK. The broker answers an invite with its call id
+    /// before any event of that call (e.g. ENDED at once when the callee is offline),
+    /// but the answer and the push reach this task by different paths; call events
+    /// are held back while an invite is in flight so the browser learns the call id
+    /// first.
+    invites_in_flight: usize,
+    deferred_call_events: Vec<Value>,
     next_req_id: u64,
     max_message_bytes: usize,
 }
@@ -136,6 +155,8 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
         session,
         inflight: FuturesUnordered::new(),
         awaiting: HashMap::new(),
+        invites_in_flight: 0,
+        deferred_call_events: Vec::new(),
         next_req_id: 1,
         max_message_bytes: state.config.ws_max_message_bytes,
     };
@@ -226,6 +247,34 @@ async fn relay(socket: WebSocket, session: BackendSession, state: Arc<BridgeStat
         }
     }
     tracing::debug!("websocket closed");
+}
+
+/// A browser typing frame's `kind`: "typing" (also when absent), "recording_voice" or
+/// "stopped".
+fn typing_kind_from_json(kind: Option<&Value>) -> Result<pb::TypingKind, String> {
+    match kind {
+        None | Some(Value::Null) => Ok(pb::TypingKind::Typing),
+        Some(Value::String(name)) => match name.as_str() {
+            "" | "typing" => Ok(pb::TypingKind::Typing),
+            "recording_voice" => Ok(pb::TypingKind::RecordingVoice),
+            "stopped" => Ok(pb::TypingKind::Stopped),
+            other => Err(format!(
+                "typing kind must be \"typing\", \"recording_voice\" or \"stopped\", not {other:?}"
+            )),
+        },
+        Some(other) => Err(format!(
+            "typing kind must be \"typing\", \"recording_voice\" or \"stopped\", not {other}"
+        )),
+    }
+}
+
+/// A typing notice's kind as the browser sees it.
+fn typing_kind_name(kind: i32) -> &'static str {
+    match pb::TypingKind::try_from(kind) {
+        Ok(pb::TypingKind::RecordingVoice) => "recording_voice",
+        Ok(pb::TypingKind::Stopped) => "stopped",
+        _ => "typing",
+    }
 }
 
 fn invalid(message: &str, message_id: Option<&str>) -> Value {
@@ -325,9 +374,18 @@ impl Relay {
                         Step::Continue,
                     );
                 };
+                let kind = match typing_kind_from_json(frame.get("kind")) {
+                    Ok(kind) => kind,
+                    Err(message) => {
+                        return (
+                            vec![invalid(&message, message_id.as_deref())],
+                            Step::Continue,
+                        );
+                    }
+                };
                 let typing = pb::Typing {
                     conv_id,
-                    kind: pb::TypingKind::Typing as i32,
+                    kind: kind as i32,
                 };
                 // req_id 0: no response.
                 let frame = pb::ClientFrame {
@@ -338,6 +396,53 @@ impl Relay {
                 self.inflight.push(pending);
                 return (Vec::new(), Step::Continue);
             }
+            types::RECALL => match recall_request_from_json(&frame) {
+                Ok(request) => {
+                    let echo = message_id
+                        .clone()
+                        .unwrap_or_else(|| request.client_msg_id.clone());
+                    (client_frame::Body::Recall(request), Awaiting::Send(echo))
+                }
+                Err(error) => {
+                    return (
+                        vec![invalid(&error.0, message_id.as_deref())],
+                        Step::Continue,
+                    );
+                }
+            },
+            types::EDIT => match edit_request_from_json(&frame) {
+                Ok(request) => {
+                    let echo = message_id
+                        .clone()
+                        .unwrap_or_else(|| request.client_msg_id.clone());
+                    (client_frame::Body::Edit(request), Awaiting::Send(echo))
+                }
+                Err(error) => {
+                    return (
+                        vec![invalid(&error.0, message_id.as_deref())],
+                        Step::Continue,
+                    );
+                }
+            },
+            types::CALL => match call_request_from_json(&frame) {
+                Ok(request) => {
+                    let invite = request.action == pb::CallAction::Invite as i32;
+                    if invite {
+                        self.invites_in_flight += 1;
+                    }
+                    let message_id = message_id.clone().unwrap_or_default();
+                    (
+                        client_frame::Body::Call(request),
+                        Awaiting::Call { message_id, invite },
+                    )
+                }
+                Err(error) => {
+                    return (
+                        vec![invalid(&error.0, message_id.as_deref())],
+                        Step::Continue,
+                    );
+                }
+            },
             types::HEARTBEAT => {
                 let content = frame.get("content").cloned().unwrap_or(json!({}));
                 return (
@@ -400,7 +505,24 @@ impl Relay {
     /// A frame for the browser: a delivery, a sync mark, or a request's answer.
     fn handle_server_frame(&mut self, frame: pb::ServerFrame) -> Vec<Value> {
         let awaiting = self.awaiting.remove(&frame.req_id);
-        match (frame.body, awaiting) {
+        let answered_invite = matches!(awaiting, Some(Awaiting::Call { invite: true, .. }));
+        let mut out = self.render(frame.body, awaiting);
+        if answered_invite {
+            self.invites_in_flight -= 1;
+            if self.invites_in_flight == 0 {
+                out.append(&mut self.deferred_call_events);
+            }
+        }
+        out
+    }
+
+    /// A frame's body as browser frames, given what request (if any) it answers.
+    fn render(
+        &mut self,
+        body: Option<server_frame::Body>,
+        awaiting: Option<Awaiting>,
+    ) -> Vec<Value> {
+        match (body, awaiting) {
             (Some(server_frame::Body::Deliver(deliver)), _) => deliver
                 .message
                 .as_ref()
@@ -412,9 +534,22 @@ impl Relay {
                 "type": types::TYPING,
                 "conversation_id": notice.conv_id,
                 "from": notice.from,
-                "kind": if notice.kind == pb::TypingKind::Stopped as i32 { "stopped" } else { "typing" },
+                "kind": typing_kind_name(notice.kind),
                 "expires_in_ms": notice.expires_in_ms,
             })],
+            (Some(server_frame::Body::Presence(presence)), _) => vec![presence_to_json(&presence)],
+            (Some(server_frame::Body::Receipt(receipt)), _) => receipt_to_json(&receipt),
+            (Some(server_frame::Body::CallEvent(event)), _) => {
+                let event = call_event_to_json(&event);
+                if self.invites_in_flight > 0 {
+                    self.deferred_call_events.push(event);
+                    return Vec::new();
+                }
+                vec![event]
+            }
+            (Some(server_frame::Body::CallOk(ok)), Some(Awaiting::Call { message_id, .. })) => {
+                vec![call_ok_to_json(&message_id, &ok)]
+            }
             (Some(server_frame::Body::ResumeFrom(resume)), _) => {
                 vec![
                     json!({"type": types::RESUME_FROM, "conversation_id": resume.conv_id, "seq": resume.seq}),
@@ -423,11 +558,33 @@ impl Relay {
             (Some(server_frame::Body::Ack(ack)), Some(Awaiting::Send(message_id))) => {
                 vec![ack_to_json(&message_id, &ack)]
             }
-            (Some(server_frame::Body::Error(error)), Some(Awaiting::Send(message_id))) => {
-                vec![error_to_json(&error, Some(&message_id))]
-            }
+            (
+                Some(server_frame::Body::Error(error)),
+                Some(Awaiting::Send(message_id) | Awaiting::Call { message_id, .. }),
+            ) => vec![error_to_json(&error, Some(&message_id))],
             (Some(server_frame::Body::Error(error)), _) => vec![error_to_json(&error, None)],
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typing_kinds_round_trip_by_name() {
+        for (name, kind) in [
+            ("typing", pb::TypingKind::Typing),
+            ("recording_voice", pb::TypingKind::RecordingVoice),
+            ("stopped", pb::TypingKind::Stopped),
+        ] {
+            assert_eq!(typing_kind_from_json(Some(&json!(name))), Ok(kind));
+            assert_eq!(typing_kind_name(kind as i32), name);
+        }
+        assert_eq!(typing_kind_from_json(None), Ok(pb::TypingKind::Typing));
+        assert!(typing_kind_from_json(Some(&json!("dancing"))).is_err());
+        assert!(typing_kind_from_json(Some(&json!(2))).is_err());
+        assert_eq!(typing_kind_name(0), "typing");
     }
 }

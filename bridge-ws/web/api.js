@@ -94,5 +94,19 @@ export function createApi({ getAuth, refresh }) {
     joinGroup: (groupId) => post(`/api/groups/${enc(groupId)}/join`, {}),
     groupMembers: (groupId, after = '', limit = 100) =>
       get(`/api/groups/${enc(groupId)}/members?after=${enc(after)}&limit=${limit}`),
+    /** Presence of up to 200 users: {presences: [{user_id, online, last_seen, devices, version}]}. */
+    presence: (userIds) => get(`/api/presence?user_ids=${userIds.map(enc).join(',')}`),
+    /** {group_id, member_count, online_count, online_user_ids}. */
+    groupOnline: (groupId, limit = 50) => get(`/api/groups/${enc(groupId)}/online?limit=${limit}`),
+    /** {conversation_id, counts: [{seq, read, delivered, recipients}]} for up to 200 seqs. */
+    receipts: (convId, seqs) => get(`/api/conversations/${enc(convId)}/receipts?seqs=${seqs.join(',')}`),
+    /** {conversation_id, seq, user_ids, next_after}. */
+    readers: (convId, seq, after = '', limit = 50) =>
+      get(`/api/conversations/${enc(convId)}/readers?seq=${seq}&after=${enc(after)}&limit=${limit}`),
+    /** Recall / edit message `seq`; data: the ACK of the RECALL / EDIT event. */
+    recall: (convId, seq, client_msg_id) =>
+      post(`/api/conversations/${enc(convId)}/messages/${seq}/recall`, { client_msg_id }),
+    edit: (convId, seq, content, client_msg_id) =>
+      post(`/api/conversations/${enc(convId)}/messages/${seq}/edit`, { content, client_msg_id }),
   };
 }

@@ -11,14 +11,25 @@ import {
   MSG_GROUP,
   MSG_SINGLE,
   MSG_SYSTEM,
+  MSG_RECALL,
+  MSG_EDIT,
   TYPING_SHOW_MS,
 } from './store.js';
+import { createPresence } from './presence.js';
+import { CallManager } from './call.js';
 import * as ui from './ui.js';
 
 // ------------------------------------------------------------------ constants
 
 const DELIVERED_FLUSH_MS = 500; // type-32 reports are batched at this rate
-const TYPING_SEND_EVERY_MS = 3_000; // at most one type-33 per conversation this often
+const TYPING_SEND_EVERY_MS = 2_000; // at most one type-33 per conversation this often
+const TYPING_LIVE_MS = 5_000; // a "typing" we sent may still show this long: worth a "stopped"
+const REQUEST_TIMEOUT_MS = 15_000; // WebSocket requests (recall, edit, call) without an answer
+const PRESENCE_BATCH = 200; // broker default max_presence_query
+const RECEIPT_SEQS = 50; // own messages whose receipts are fetched (max_receipt_seqs is 200)
+const RECEIPT_REFRESH_MS = 300; // debounce of "read by" refreshes after receipt pushes
+const GROUP_ONLINE_EVERY_MS = 30_000; // "N online" refresh while a group is open
+const PRESENCE_RENDER_EVERY_MS = 30_000; // "last seen 5 min ago" ages
 const ACK_TIMEOUT_MS = 20_000; // an open socket that has not ACKed by then: failed
 const GAP_REPAIR_MS = 3_000; // a seq gap still open after this is filled from history
 const REFRESH_LEAD_MS = 60_000; // refresh this long before expires_at (less for short TTLs)
@@ -58,6 +69,10 @@ let deliveredTimer = 0;
 let saveUsersTimer = 0;
 let readTimer = 0;
 const lastTypingSent = new Map(); // conversation id -> ms
+const wsPending = new Map(); // message_id of a WebSocket request -> {resolve, reject, timer}
+const receiptTimers = new Map(); // conversation id -> timeout (debounced receipt fetch)
+let groupOnlineAt = 0; // last "N online" fetch for the open group
+let presenceRenderAt = 0;
 const historyInflight = new Set(); // conversation ids
 const groupFetches = new Map(); // group id -> promise
 const groupRefreshTimers = new Map(); // group id -> timeout (debounced refetch)
@@ -68,6 +83,15 @@ const usersCache = session.loadUsers();
 
 const store = createStore();
 for (const [id, u] of Object.entries(usersCache)) store.state.users.set(id, u);
+const presence = createPresence(() => store.emit());
+const calls = new CallManager({
+  request: (frame) => wsRequest(frame),
+  onChange: () => {
+    ui.renderCall();
+    store.emit(); // header call buttons
+  },
+  onError: (msg) => ui.toast(msg, 'error'),
+});
 
 const api = createApi({ getAuth: () => auth, refresh: (prev) => refreshTokens(prev) });
 
@@ -194,6 +218,38 @@ function wsUrl() {
   return u.href;
 }
 
+/**
+ * Sends a frame that the server answers (ACK 30, call 61, or error 50, matched by our
+ * `message_id`) and resolves with the answer; rejects with {code, message} on an error.
+ */
+function wsRequest(frame, timeoutMs = REQUEST_TIMEOUT_MS) {
+  return new Promise((resolve, reject) => {
+    const id = frame.message_id || `req_${session.randomId(10)}`;
+    const out = { ...frame, message_id: id };
+    if (!conn || !conn.send(out)) {
+      reject(Object.assign(new Error('Not connected'), { code: 0 }));
+      return;
+    }
+    const timer = setTimeout(() => {
+      wsPending.delete(id);
+      reject(Object.assign(new Error('No answer from the server'), { code: 0 }));
+    }, timeoutMs);
+    wsPending.set(id, { resolve, reject, timer });
+  });
+}
+
+/** Settles a pending wsRequest with this answer; false if the frame answers none. */
+function settleRequest(f, ok) {
+  const id = f.message_id;
+  const p = id && wsPending.get(id);
+  if (!p) return false;
+  wsPending.delete(id);
+  clearTimeout(p.timer);
+  if (ok) p.resolve(f);
+  else p.reject(Object.assign(new Error(f.message || `Error ${f.code}`), { code: Number(f.code) || 0 }));
+  return true;
+}
+
 function createConnection() {
   return new Connection({
     url: wsUrl,
@@ -242,14 +298,27 @@ function onOpen() {
   if (conv) {
     conv.readSent = 0; // resend the read receipt on the new connection
     markRead(conv.id);
+    scheduleReceipts(conv.id, 0); // receipts pushed while we were away were lost
+    if (conv.type === 2) fetchGroupOnline(conv.groupId);
   }
+  // Presence changes while we were disconnected were not pushed to us.
+  if (store.state.convsLoaded) fetchPresence(partnerIds());
 }
 
 function onFrame(f) {
   const type = Number(f.type);
   switch (type) {
     case 30:
-      onAck(f);
+      if (!settleRequest(f, !f.code)) onAck(f);
+      break;
+    case 61: // call request answered
+      settleRequest(f, true);
+      break;
+    case 60:
+      calls.onEvent(f);
+      break;
+    case 34:
+      if (f.user_id && f.user_id !== (me() && me().user_id)) presence.apply(f);
       break;
     case 40: // catch-up done
       flushDelivered();
@@ -262,23 +331,31 @@ function onFrame(f) {
       store.applyResumeFrom(f.conversation_id, f.seq);
       break;
     case 50:
-      onErrorFrame(f);
+      if (!settleRequest(f, false)) onErrorFrame(f);
       break;
     case 33:
       onTypingFrame(f);
       break;
-    case 31: // read receipt / delivered report of a peer: not shown (yet)
+    case 31:
     case 32:
+      onReceipt(type === 31 ? 'read' : 'delivered', f);
+      break;
     case 99:
     case 100: // heartbeat answer
       break;
     default:
-      if ((type >= 0 && type <= 8) && (f.from || f.content)) onMessage(f);
+      if (((type >= 0 && type <= 8) || type === MSG_RECALL || type === MSG_EDIT) && (f.from || f.content)) onMessage(f);
   }
 }
 
 function onMessage(f) {
-  const { conv, msg, isNew } = store.addMessage(f, 'live');
+  const { conv, msg, isNew, event } = store.addMessage(f, 'live');
+  if (conv && event) {
+    // A recall / edit: not a message. Its seq still counts for the delivered cursor.
+    if (store.isViewing(conv)) scheduleMarkRead(conv.id);
+    if (store.hasGap(conv)) scheduleGapRepair(conv.id);
+    return;
+  }
   if (!conv || !isNew) return;
   if (conv.type === 2) {
     ensureGroup(conv.groupId);
@@ -317,7 +394,72 @@ function onTypingFrame(f) {
   if (!convId) convId = singleConversationId(f.from, me().user_id);
   // The bridge relays {type: 33, conversation_id, from, kind: "typing"|"stopped", expires_in_ms}.
   const ms = f.kind === 'stopped' ? 0 : Math.min(Number(f.expires_in_ms) || TYPING_SHOW_MS, 30_000);
-  store.setTyping(convId, f.from, ms);
+  store.setTyping(convId, f.from, ms, f.kind || 'typing');
+}
+
+/** Type 31 / 32 push {conversation_id, user_id, seq}. */
+function onReceipt(kind, f) {
+  const changed = store.applyReceipt(kind, f.conversation_id, f.user_id, f.seq);
+  // Group: "read by N" counts are fetched for the open conversation.
+  if (changed === 'group' && store.state.active === f.conversation_id) scheduleReceipts(f.conversation_id);
+}
+
+// ------------------------------------------------------------------ receipts, presence
+
+/** Fetches receipt counts of my newest messages in a conversation (debounced): "read by N"
+ * in groups, and the partner's read/delivered marks in 1:1 (after a reload). */
+function scheduleReceipts(convId, delay = RECEIPT_REFRESH_MS) {
+  if (receiptTimers.has(convId)) return;
+  receiptTimers.set(
+    convId,
+    setTimeout(async () => {
+      receiptTimers.delete(convId);
+      const conv = store.state.convs.get(convId);
+      if (!conv || store.state.active !== convId) return;
+      const seqs = [];
+      for (const m of store.orderedMessages(conv).reverse()) {
+        if (m.mine && m.seq && !m.recalled && m.type !== MSG_SYSTEM) seqs.push(m.seq);
+        // 1:1: the newest few are enough to place the partner's marks.
+        if (seqs.length >= (conv.type === 1 ? 10 : RECEIPT_SEQS)) break;
+      }
+      if (!seqs.length) return;
+      try {
+        const data = await api.receipts(convId, seqs.sort((a, b) => a - b));
+        store.applyReceiptCounts(convId, data.counts || []);
+      } catch {
+        /* best effort: the next push or open tries again */
+      }
+    }, delay),
+  );
+}
+
+/** User ids of my 1:1 partners (whose presence the broker pushes to me). */
+function partnerIds() {
+  const ids = new Set();
+  for (const c of store.state.convs.values()) if (c.type === 1 && c.peerId) ids.add(c.peerId);
+  return [...ids];
+}
+
+async function fetchPresence(userIds) {
+  const ids = userIds.filter((id) => id && id !== (me() && me().user_id));
+  for (let i = 0; i < ids.length; i += PRESENCE_BATCH) {
+    try {
+      const data = await api.presence(ids.slice(i, i + PRESENCE_BATCH));
+      presence.applyAll(data.presences || []);
+    } catch {
+      return; // an older server without presence: no dots
+    }
+  }
+}
+
+async function fetchGroupOnline(groupId) {
+  if (!groupId) return;
+  groupOnlineAt = Date.now();
+  try {
+    store.setGroupOnline(groupId, await api.groupOnline(groupId));
+  } catch {
+    /* no "N online" then */
+  }
 }
 
 /** Membership or group changes arrive as SYSTEM messages: refetch the group (name, count). */
@@ -427,7 +569,7 @@ function onSend(rawText) {
   const clientId = `web_${session.randomId(12)}`;
   const msg = store.addOutgoing(conv.id, clientId, { text }, conv.type === 2 ? MSG_GROUP : MSG_SINGLE);
   conv.draft = '';
-  lastTypingSent.delete(conv.id);
+  sendTypingStopped(conv);
   ui.scrollToBottomNext();
   transmit(msg);
   return true;
@@ -441,17 +583,108 @@ function onRetry(clientId) {
   }
 }
 
+function typingFrame(conv, kind) {
+  const frame = { type: 33, conversation_id: conv.id, kind, to: conv.type === 2 ? conv.groupId : conv.peerId };
+  if (conv.type === 2) frame.group_id = conv.groupId;
+  return frame;
+}
+
+/** "typing" at most every TYPING_SEND_EVERY_MS while the composer changes. */
 function onComposerInput(text) {
   const conv = activeConv();
   if (!conv) return;
   conv.draft = text;
-  if (!text.trim() || !conn || !conn.isOpen) return;
+  if (!text.trim()) {
+    sendTypingStopped(conv); // cleared the composer
+    return;
+  }
+  if (!conn || !conn.isOpen) return;
   const now = Date.now();
   if (now - (lastTypingSent.get(conv.id) || 0) < TYPING_SEND_EVERY_MS) return;
-  lastTypingSent.set(conv.id, now);
-  const frame = { type: 33, conversation_id: conv.id, to: conv.type === 2 ? conv.groupId : conv.peerId };
-  if (conv.type === 2) frame.group_id = conv.groupId;
-  conn.send(frame);
+  if (conn.send(typingFrame(conv, 'typing'))) lastTypingSent.set(conv.id, now);
+}
+
+/** "stopped" (on send, blur, an emptied composer), only if our "typing" may still show. */
+function sendTypingStopped(conv) {
+  if (!conv) return;
+  const last = lastTypingSent.get(conv.id) || 0;
+  lastTypingSent.delete(conv.id);
+  if (!last || Date.now() - last > TYPING_LIVE_MS) return;
+  if (conn) conn.send(typingFrame(conv, 'stopped'));
+}
+
+// ------------------------------------------------------------------ recall / edit
+
+/** Recalls message seq of a conversation (WebSocket 35, or REST when offline). */
+async function onRecall(convId, seq) {
+  const conv = store.state.convs.get(convId);
+  if (!conv || !seq) return;
+  const clientId = `web_${session.randomId(12)}`;
+  try {
+    const ack = conn && conn.isOpen
+      ? await wsRequest({ type: 35, conversation_id: convId, seq })
+      : await api.recall(convId, seq, clientId);
+    store.applyOwnEvent(convId, MSG_RECALL, seq, Number(ack.seq) || 0, { timestamp: Number(ack.timestamp) || Date.now() });
+  } catch (e) {
+    ui.toast(amendError('recall', e), 'error');
+  }
+}
+
+/** Edits message seq; returns an error text for the dialog, or null. */
+async function onEdit(convId, seq, rawText) {
+  const conv = store.state.convs.get(convId);
+  if (!conv || !seq) return 'Message not found.';
+  const text = String(rawText || '').replace(/^\s*\n|\s+$/g, '');
+  if (!text.trim()) return 'The message cannot be empty — recall it instead.';
+  if (new TextEncoder().encode(text).length > MAX_TEXT_BYTES) return `Too long (max ${MAX_TEXT_BYTES / 1024} KB).`;
+  const target = conv.msgs.get(seq);
+  const content = { text };
+  if (target && target.content) {
+    if (Array.isArray(target.content.at_user_ids) && target.content.at_user_ids.length) content.at_user_ids = target.content.at_user_ids;
+    if (target.content.at_all) content.at_all = true;
+  }
+  if (target && target.content && target.content.text === text) return null; // unchanged
+  try {
+    const ack = conn && conn.isOpen
+      ? await wsRequest({ type: 36, conversation_id: convId, seq, content })
+      : await api.edit(convId, seq, content, `web_${session.randomId(12)}`);
+    store.applyOwnEvent(convId, MSG_EDIT, seq, Number(ack.seq) || 0, { timestamp: Number(ack.timestamp) || Date.now(), content });
+    return null;
+  } catch (e) {
+    return amendError('edit', e);
+  }
+}
+
+function amendError(what, e) {
+  const code = Number(e && e.code);
+  if (code === 24) return what === 'recall' ? 'Too late to recall this message.' : 'Too late to edit this message.';
+  if (code === 25) return what === 'recall' ? 'This message was already recalled.' : 'This message was recalled.';
+  if (code === 4 || code === 5) return `You cannot ${what} this message.`;
+  return `Could not ${what} the message: ${errMsg(e)}`;
+}
+
+// ------------------------------------------------------------------ calls
+
+function onCall(media) {
+  const conv = activeConv();
+  if (!conv || conv.type !== 1 || !conv.peerId) return;
+  if (calls.busy) {
+    ui.toast('You are already in a call.');
+    return;
+  }
+  if (!conn || !conn.isOpen) {
+    ui.toast('Not connected — try again in a moment.', 'error');
+    return;
+  }
+  calls.start(conv.peerId, media);
+}
+
+function onCallAction(action) {
+  if (action === 'accept') calls.accept();
+  else if (action === 'reject') calls.reject();
+  else if (action === 'hangup') calls.hangup();
+  else if (action === 'mute') calls.toggleMute();
+  else if (action === 'camera') calls.toggleCamera();
 }
 
 // ------------------------------------------------------------------ loading
@@ -488,7 +721,10 @@ async function loadHistory(conv, initial) {
     conv.loadingOlder = false;
     store.emit();
   }
-  if (store.isViewing(conv)) markRead(conv.id);
+  if (store.isViewing(conv)) {
+    markRead(conv.id);
+    if (initial) scheduleReceipts(conv.id, 0);
+  }
 }
 
 async function loadConversations() {
@@ -517,6 +753,7 @@ async function loadConversations() {
   }
   const conv = activeConv();
   if (conv && store.isViewing(conv)) markRead(conv.id);
+  fetchPresence(partnerIds());
 }
 
 async function loadGroups() {
@@ -575,13 +812,18 @@ function openConversation(convId) {
   if (conv.type === 2) {
     ensureGroup(conv.groupId);
     loadMembers(conv.groupId);
+    fetchGroupOnline(conv.groupId);
+  } else if (conv.peerId && !presence.has(conv.peerId)) {
+    fetchPresence([conv.peerId]);
   }
   markRead(convId);
+  scheduleReceipts(convId, conv.hasMore === null ? 800 : 0);
 }
 
 function closeConversation() {
   const prev = activeConv();
   if (prev) prev.draft = ui.composerText();
+  if (prev) sendTypingStopped(prev);
   store.setActive(null);
   try {
     sessionStorage.removeItem('quip.active');
@@ -747,8 +989,15 @@ function bootMain() {
 /** Once a second: typing expiry, ACK timeouts, the banner countdown. */
 function tick() {
   store.expireTyping();
+  const now = Date.now();
+  if (calls.phase === 'connected') ui.renderCall(); // the running clock
+  const open = activeConv();
+  if (open && open.type === 2 && now - groupOnlineAt > GROUP_ONLINE_EVERY_MS) fetchGroupOnline(open.groupId);
+  if (now - presenceRenderAt > PRESENCE_RENDER_EVERY_MS) {
+    presenceRenderAt = now;
+    store.emit(); // "last seen … ago"
+  }
   if (conn && conn.isOpen) {
-    const now = Date.now();
     for (const { msg } of store.sendingMessages()) {
       if (msg.sentAt && now - msg.sentAt > ACK_TIMEOUT_MS) store.markFailed(msg.clientId, 'No answer from the server');
     }
@@ -757,8 +1006,17 @@ function tick() {
 }
 
 function logout(message = '') {
+  calls.shutdown();
   if (conn) conn.stop();
   conn = null;
+  for (const p of wsPending.values()) {
+    clearTimeout(p.timer);
+    p.reject(Object.assign(new Error('Signed out'), { code: 0 }));
+  }
+  wsPending.clear();
+  for (const t of receiptTimers.values()) clearTimeout(t);
+  receiptTimers.clear();
+  presence.clear();
   clearTimeout(refreshTimer);
   clearInterval(tickTimer);
   clearInterval(deliveredTimer);
@@ -799,6 +1057,12 @@ document.addEventListener('visibilitychange', () => {
   if (conn && conn.status === 'reconnecting') conn.retryNow();
 });
 
+// Leaving the page during a call: hang up now rather than leave the other side waiting for
+// the broker's reconnect grace to run out.
+window.addEventListener('pagehide', () => {
+  if (calls.busy) calls.shutdown();
+});
+
 // Another tab refreshed our tokens or signed us out. A tab signed in as someone else
 // (tests often run two users in one browser profile) keeps its own session in memory:
 // localStorage then holds whichever signed in or refreshed last.
@@ -834,12 +1098,18 @@ ui.init(
     onRetry,
     onLoadOlder,
     onComposerInput,
+    onComposerBlur: () => sendTypingStopped(activeConv()),
+    onRecall,
+    onEdit,
+    onCall,
+    onCallAction,
     onNewChat,
     onNewGroup,
     onJoinGroup,
     onBannerAction,
   },
   store,
+  { presence, call: calls },
 );
 
 const saved = session.loadAuth();
@@ -865,6 +1135,8 @@ if (saved) {
 window.quip = {
   store,
   api,
+  presence,
+  call: calls,
   get connection() {
     return conn;
   },

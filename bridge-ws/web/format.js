@@ -76,7 +76,7 @@ export function fileSize(bytes) {
 /** One-line text of a message for previews and notifications. */
 export function messageSummary(msg) {
   const c = msg.content || {};
-  if (msg.recalled) return 'Message deleted';
+  if (msg.recalled) return 'Message recalled';
   switch (msg.type) {
     case MSG_IMAGE:
       return '📷 Photo';
@@ -96,9 +96,37 @@ export function messageSummary(msg) {
   }
 }
 
-/** Text for a SYSTEM message: the server's `text`, else built from `event` and `user_ids`. */
-export function systemText(msg, nameOf) {
+/** "Missed video call", "Voice call · 0:42", … for a call SYSTEM message's `content.call`
+ * ({call_id, media, caller, callee, reason, duration_ms}); meId decides the point of view. */
+export function callSummaryText(call, meId = '') {
+  const kind = call.media === 'video' ? 'video call' : 'voice call';
+  const Kind = kind[0].toUpperCase() + kind.slice(1);
+  const iCalled = !!meId && call.caller === meId;
+  const secs = Math.floor((Number(call.duration_ms) || 0) / 1000);
+  const dur = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
+  switch (call.reason) {
+    case 'completed':
+      return `${Kind} · ${dur}`;
+    case 'missed':
+      return iCalled ? `${Kind} · no answer` : `Missed ${kind}`;
+    case 'rejected':
+      return iCalled ? `${Kind} · declined` : `Declined ${kind}`;
+    case 'busy':
+      return `${Kind} · busy`;
+    case 'cancelled':
+      return iCalled ? `Cancelled ${kind}` : `Missed ${kind}`;
+    case 'disconnected':
+      return secs ? `${Kind} · ${dur} · connection lost` : `${Kind} · connection lost`;
+    default:
+      return Kind;
+  }
+}
+
+/** Text for a SYSTEM message: the server's `text`, else built from `event` and `user_ids`.
+ * Call outcomes (content.call) are worded from the reader's point of view. */
+export function systemText(msg, nameOf, meId = '') {
   const c = msg.content || {};
+  if (c.call && typeof c.call === 'object') return callSummaryText(c.call, meId);
   if (c.text) return c.text;
   const who = (c.user_ids || []).map(nameOf).join(', ');
   const ev = String(c.event || '').replace(/_/g, ' ');

@@ -14,6 +14,12 @@ export const MSG_VOICE = 5;
 export const MSG_VIDEO = 6;
 export const MSG_FILE = 7;
 export const MSG_CUSTOM = 8;
+/** Events that change an earlier message (content `{target_seq, target_message_id, text?}`):
+ * applied to their target, never shown as messages, never unread. */
+export const MSG_RECALL = 35;
+export const MSG_EDIT = 36;
+
+export const isEventType = (type) => type === MSG_RECALL || type === MSG_EDIT;
 
 export const TYPING_SHOW_MS = 5_000;
 
@@ -67,6 +73,7 @@ export function createStore({ schedule } = {}) {
     me: null, // {user_id, username, nickname}
     users: new Map(), // user_id -> {nickname, username}
     groups: new Map(), // group_id -> group JSON
+    groupOnline: new Map(), // group_id -> {member_count, online_count, online_user_ids}
     convs: new Map(), // conversation_id -> conversation (see newConv)
     pendingIndex: new Map(), // client id -> conversation id, for ACK / error lookup
     resumeBase: new Map(), // conversation id -> seq from a type-41 frame, before the conversation exists
@@ -95,6 +102,7 @@ export function createStore({ schedule } = {}) {
   function reset(me) {
     state.me = me;
     state.groups.clear();
+    state.groupOnline.clear();
     state.convs.clear();
     state.pendingIndex.clear();
     state.resumeBase.clear();
@@ -137,6 +145,17 @@ export function createStore({ schedule } = {}) {
     emit();
   }
 
+  /** GET /api/groups/{id}/online. */
+  function setGroupOnline(groupId, data) {
+    if (!groupId || !data) return;
+    state.groupOnline.set(groupId, {
+      member_count: Number(data.member_count) || 0,
+      online_count: Number(data.online_count) || 0,
+      online_user_ids: Array.isArray(data.online_user_ids) ? data.online_user_ids : [],
+    });
+    emit();
+  }
+
   // ---------------------------------------------------------------- conversations
 
   function newConv(id) {
@@ -169,6 +188,11 @@ export function createStore({ schedule } = {}) {
       loadingOlder: false,
       historyError: '',
       typing: new Map(), // user id -> show until (ms epoch)
+      typingKind: new Map(), // user id -> 'typing' | 'recording_voice'
+      amendments: new Map(), // target seq -> RECALL/EDIT events whose target is not loaded yet
+      peerRead: 0, // 1:1: the partner's read mark (from receipts and their own messages)
+      peerDelivered: 0, // 1:1: the partner's delivered mark
+      receiptCounts: new Map(), // group: seq of my message -> {read, delivered, recipients}
       draft: '',
       rev: 0,
     };
@@ -265,6 +289,7 @@ export function createStore({ schedule } = {}) {
       timestamp: Number(raw.timestamp) || Date.now(),
       editedAt: Number(raw.edited_at) || 0,
       recalled: !!raw.recalled,
+      recalledBy: raw.recalled_by || '',
       mine,
       state: 'sent',
       error: '',
@@ -333,6 +358,7 @@ export function createStore({ schedule } = {}) {
       groupId: raw.group_id || (parsed && parsed.groupId) || '',
     });
     if (raw.from_nickname && raw.from) setUser(raw.from, { nickname: raw.from_nickname });
+    if (isEventType(Number(raw.type))) return applyEvent(conv, raw, source);
     const msg = normalize({ ...raw, conversation_id: convId });
     if (conv.type === 1 && !conv.peerId && state.me) conv.peerId = msg.mine ? msg.to : msg.from;
 
@@ -340,8 +366,15 @@ export function createStore({ schedule } = {}) {
       // Duplicate (catch-up overlap, history overlap, echo to another device of mine).
       // A newer copy may carry an edit or a recall: take those over.
       const existing = conv.msgs.get(msg.seq);
-      if ((msg.recalled && !existing.recalled) || msg.editedAt > existing.editedAt) {
-        Object.assign(existing, { recalled: msg.recalled || existing.recalled, editedAt: msg.editedAt, content: msg.content });
+      if (existing.recalled && !msg.recalled) {
+        // An older copy (e.g. the catch-up overlapping a recall already applied): keep the recall.
+      } else if ((msg.recalled && !existing.recalled) || msg.editedAt > existing.editedAt) {
+        Object.assign(existing, {
+          recalled: msg.recalled || existing.recalled,
+          recalledBy: msg.recalledBy || existing.recalledBy,
+          editedAt: Math.max(msg.editedAt, existing.editedAt),
+          content: msg.recalled ? {} : msg.content,
+        });
         existing.rev += 1;
         conv.rev += 1;
         emit();
@@ -374,6 +407,15 @@ export function createStore({ schedule } = {}) {
     if (stored.seq) conv.msgs.set(stored.seq, stored);
     else conv.pending.set(stored.key, stored);
     conv.rev += 1;
+    if (stored.seq && conv.amendments.has(stored.seq)) {
+      for (const ev of conv.amendments.get(stored.seq)) amend(stored, ev);
+      conv.amendments.delete(stored.seq);
+    }
+    // A message from the 1:1 partner means they have read up to it.
+    if (stored.seq && conv.type === 1 && !stored.mine && stored.type !== MSG_SYSTEM && stored.seq > conv.peerRead) {
+      conv.peerRead = stored.seq;
+      conv.peerDelivered = Math.max(conv.peerDelivered, stored.seq);
+    }
 
     if (stored.seq) {
       const wasLast = conv.lastSeq;
@@ -392,6 +434,61 @@ export function createStore({ schedule } = {}) {
     touchLast(conv, stored);
     emit();
     return { conv, msg: stored, isNew: true };
+  }
+
+  /** Applies one RECALL/EDIT event ({type, from, timestamp, content}) to its target message. */
+  function amend(target, ev) {
+    const c = ev.content || {};
+    if (Number(ev.type) === MSG_RECALL) {
+      if (target.recalled) return false;
+      target.recalled = true;
+      target.recalledBy = ev.from || target.recalledBy;
+      target.content = {};
+    } else {
+      const at = Number(ev.timestamp) || Date.now();
+      if (target.recalled || at < target.editedAt) return false;
+      target.content = { ...target.content, text: typeof c.text === 'string' ? c.text : '', at_user_ids: c.at_user_ids || [], at_all: !!c.at_all };
+      target.editedAt = at;
+    }
+    target.rev += 1;
+    return true;
+  }
+
+  /**
+   * A RECALL/EDIT event (live, at sync or in a history page). Its seq is taken (so the
+   * delivered cursor moves over it) but it is not a message: it changes its target, and
+   * does not count as unread. An event for a target not loaded yet waits for it.
+   */
+  function applyEvent(conv, raw, source) {
+    const seq = Number(raw.seq) || 0;
+    const c = raw.content || {};
+    const targetSeq = Number(c.target_seq) || 0;
+    if (seq) {
+      conv.holes.add(seq);
+      conv.lastSeq = Math.max(conv.lastSeq, seq);
+      if (source === 'live' && conv.contig == null) conv.contig = seq - 1;
+      advanceContig(conv);
+    }
+    if (targetSeq) {
+      const target = conv.msgs.get(targetSeq);
+      if (target) {
+        if (amend(target, raw)) conv.rev += 1;
+      } else {
+        const list = conv.amendments.get(targetSeq) || [];
+        list.push(raw);
+        conv.amendments.set(targetSeq, list);
+      }
+    }
+    emit();
+    return { conv, msg: null, isNew: false, event: true };
+  }
+
+  /** My own recall/edit was ACKed (event seq `seq`): apply it now rather than waiting for
+   * the event to come back. */
+  function applyOwnEvent(convId, type, targetSeq, seq, extra = {}) {
+    const conv = state.convs.get(convId);
+    if (!conv) return;
+    applyEvent(conv, { type, seq, from: state.me && state.me.user_id, content: { target_seq: targetSeq, ...extra.content }, timestamp: extra.timestamp || Date.now() }, 'own');
   }
 
   /** Adds my outgoing message (state 'sending') and returns it. */
@@ -593,15 +690,89 @@ export function createStore({ schedule } = {}) {
     return conv.contig != null && highestSeq(conv) > conv.contig;
   }
 
+  /**
+   * A receipt push (31 read / 32 delivered: {conversation_id, user_id, seq}). Mine (another
+   * device of mine read it): my unread count follows. The 1:1 partner's: ticks. In groups the
+   * counts are fetched (app.js); returns what changed: 'mine' | 'peer' | 'group' | ''.
+   */
+  function applyReceipt(kind, convId, userId, seq) {
+    seq = Number(seq) || 0;
+    const conv = state.convs.get(convId);
+    if (!conv || !userId || !seq) return '';
+    if (state.me && userId === state.me.user_id) {
+      if (kind !== 'read' || seq <= conv.readSeq) return '';
+      conv.readSeq = seq;
+      conv.readSent = Math.max(conv.readSent, seq);
+      const top = highestSeq(conv);
+      if (seq >= top) {
+        conv.unread = 0;
+        conv.mentioned = false;
+      } else {
+        // Messages after the new mark that are not mine and not events; unknown seqs count.
+        let n = 0;
+        for (let s = seq + 1; s <= top && n < conv.unread; s++) {
+          const m = conv.msgs.get(s);
+          if (m ? !m.mine : !conv.holes.has(s)) n++;
+        }
+        conv.unread = Math.min(conv.unread, n);
+        if (!conv.unread) conv.mentioned = false;
+      }
+      conv.rev += 1;
+      emit();
+      return 'mine';
+    }
+    if (conv.type === 1) {
+      const before = [conv.peerRead, conv.peerDelivered];
+      if (kind === 'read') conv.peerRead = Math.max(conv.peerRead, seq);
+      conv.peerDelivered = Math.max(conv.peerDelivered, seq);
+      if (before[0] === conv.peerRead && before[1] === conv.peerDelivered) return '';
+      conv.rev += 1;
+      emit();
+      return 'peer';
+    }
+    return kind === 'read' ? 'group' : '';
+  }
+
+  /** GET …/receipts counts: per seq in groups; in 1:1 they give the partner's marks. */
+  function applyReceiptCounts(convId, counts) {
+    const conv = state.convs.get(convId);
+    if (!conv) return;
+    for (const c of counts || []) {
+      const seq = Number(c.seq) || 0;
+      if (!seq) continue;
+      const entry = { read: Number(c.read) || 0, delivered: Number(c.delivered) || 0, recipients: Number(c.recipients) || 0 };
+      if (conv.type === 1) {
+        if (entry.read > 0) conv.peerRead = Math.max(conv.peerRead, seq);
+        if (entry.delivered > 0 || entry.read > 0) conv.peerDelivered = Math.max(conv.peerDelivered, seq);
+      } else {
+        conv.receiptCounts.set(seq, entry);
+      }
+    }
+    conv.rev += 1;
+    emit();
+  }
+
+  /** 'sending' | 'failed' | 'sent' | 'delivered' | 'read' for one of my messages. */
+  function receiptState(conv, msg) {
+    if (!msg.mine || msg.state !== 'sent' || !msg.seq) return msg.state;
+    if (conv.type === 1) {
+      if (conv.peerRead >= msg.seq) return 'read';
+      if (conv.peerDelivered >= msg.seq) return 'delivered';
+    }
+    return 'sent';
+  }
+
   // ---------------------------------------------------------------- typing
 
   /** Shows "… is typing" for ms (5 s unless the frame's expires_in_ms says otherwise);
    * ms = 0 clears it (kind "stopped"). */
-  function setTyping(convId, userId, ms = TYPING_SHOW_MS) {
+  function setTyping(convId, userId, ms = TYPING_SHOW_MS, kind = 'typing') {
     const conv = state.convs.get(convId);
     if (!conv || !userId || (state.me && userId === state.me.user_id)) return;
-    if (ms > 0) conv.typing.set(userId, Date.now() + ms);
-    else if (!conv.typing.delete(userId)) return;
+    if (ms > 0) {
+      conv.typing.set(userId, Date.now() + ms);
+      conv.typingKind.set(userId, kind);
+    } else if (!conv.typing.delete(userId)) return;
     conv.rev += 1;
     emit();
   }
@@ -625,6 +796,13 @@ export function createStore({ schedule } = {}) {
   function typingNames(conv) {
     const now = Date.now();
     return [...conv.typing].filter(([, until]) => until > now).map(([uid]) => userName(uid));
+  }
+
+  /** True if everyone shown as typing is recording a voice message. */
+  function typingIsVoice(conv) {
+    const now = Date.now();
+    const live = [...conv.typing].filter(([, until]) => until > now);
+    return live.length > 0 && live.every(([uid]) => conv.typingKind.get(uid) === 'recording_voice');
   }
 
   // ---------------------------------------------------------------- misc
@@ -658,6 +836,7 @@ export function createStore({ schedule } = {}) {
     setUser,
     userName,
     setGroup,
+    setGroupOnline,
     ensureConv,
     convTitle,
     sortedConvs,
@@ -676,12 +855,17 @@ export function createStore({ schedule } = {}) {
     oldestSeq,
     orderedMessages,
     markRead,
+    applyReceipt,
+    applyReceiptCounts,
+    receiptState,
+    applyOwnEvent,
     deliveredUpdates,
     markReported,
     hasGap,
     setTyping,
     expireTyping,
     typingNames,
+    typingIsVoice,
     setActive,
     setVisible,
     setConn,

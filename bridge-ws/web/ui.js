@@ -3,7 +3,8 @@
 // text selection survive re-renders, and bubbles are rebuilt only when their signature
 // (the data they show) changes.
 
-import { MSG_SYSTEM, MSG_IMAGE, MSG_VOICE, MSG_VIDEO, MSG_FILE, MSG_CUSTOM, mentions } from './store.js';
+import { MSG_SINGLE, MSG_GROUP, MSG_SYSTEM, MSG_IMAGE, MSG_VOICE, MSG_VIDEO, MSG_FILE, MSG_CUSTOM, mentions } from './store.js';
+import { presenceText } from './presence.js';
 import {
   clockTime,
   dayLabel,
@@ -37,6 +38,14 @@ export const ICONS = {
   check: svg('<path d="M5 12.5l4.5 4.5L19 7.5"/>', 'width="14" height="14"'),
   error: svg('<circle cx="12" cy="12" r="9"/><path d="M12 7.5v5.5M12 16.5h.01"/>', 'width="14" height="14"'),
   file: svg('<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z"/><path d="M14 3v5h5"/>'),
+  checks: svg('<path d="M2 12.5l4.5 4.5L16 7.5"/><path d="M11 15.5l1.5 1.5L22 7.5"/>', 'width="16" height="14"'),
+  more: svg('<circle cx="5" cy="12" r="1.4"/><circle cx="12" cy="12" r="1.4"/><circle cx="19" cy="12" r="1.4"/>', 'width="16" height="16"'),
+  phone: svg('<path d="M22 16.9v3a2 2 0 0 1-2.2 2 19.8 19.8 0 0 1-8.6-3.1 19.5 19.5 0 0 1-6-6A19.8 19.8 0 0 1 2.1 4.2 2 2 0 0 1 4.1 2h3a2 2 0 0 1 2 1.7c.1.9.4 1.8.7 2.7a2 2 0 0 1-.5 2.1L8 9.8a16 16 0 0 0 6 6l1.3-1.3a2 2 0 0 1 2.1-.4c.9.3 1.8.6 2.7.7a2 2 0 0 1 1.7 2z"/>'),
+  video: svg('<path d="M23 7l-7 5 7 5z"/><rect x="1" y="5" width="15" height="14" rx="2"/>'),
+  mic: svg('<rect x="9" y="2" width="6" height="12" rx="3"/><path d="M5 10a7 7 0 0 0 14 0M12 17v5"/>'),
+  micOff: svg('<path d="M2 2l20 20"/><path d="M9 9v1a3 3 0 0 0 5.1 2.1M15 9.3V5a3 3 0 0 0-5.9-.7"/><path d="M19 10a7 7 0 0 1-1.2 3.9M5 10a7 7 0 0 0 11.2 5.6M12 17v5"/>'),
+  cameraOff: svg('<path d="M2 2l20 20"/><path d="M16 16v1a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V7a2 2 0 0 1 2-2h2m4 0h5a2 2 0 0 1 2 2v3.3l1 1L23 7v10"/>'),
+  hangup: svg('<path d="M10.7 13.3a16 16 0 0 0 3.4 2.6l1.3-1.3a2 2 0 0 1 2.1-.4c.9.3 1.8.6 2.7.7a2 2 0 0 1 1.7 2v3a2 2 0 0 1-2.2 2A19.8 19.8 0 0 1 2.1 4.2 2 2 0 0 1 4.1 2h3a2 2 0 0 1 2 1.7c.1.9.4 1.8.7 2.7a2 2 0 0 1-.5 2.1L8 9.8"/><path d="M22 2L2 22"/>'),
 };
 
 // ------------------------------------------------------------------ DOM helpers
@@ -116,15 +125,20 @@ function showError(el, msg) {
 
 let handlers = null;
 let store = null;
+let presence = null; // presence.js state (online / last seen per user)
+let call = null; // call.js CallManager
+let menuTarget = null; // {convId, seq} of the open message menu
 let renderedConv = null; // conversation whose messages are in #message-items
 let stickBottomOnce = false; // next render scrolls to the bottom (after I send)
 let registerMode = false;
 
 // ------------------------------------------------------------------ init and events
 
-export function init(h_, store_) {
+export function init(h_, store_, extras = {}) {
   handlers = h_;
   store = store_;
+  presence = extras.presence || null;
+  call = extras.call || null;
 
   $('new-chat').innerHTML = ICONS.newChat;
   $('new-group').innerHTML = ICONS.newGroup;
@@ -132,6 +146,20 @@ export function init(h_, store_) {
   $('logout').innerHTML = ICONS.logout;
   $('back-btn').innerHTML = ICONS.back;
   $('send').innerHTML = ICONS.send;
+  $('call-audio').innerHTML = ICONS.phone;
+  $('call-video').innerHTML = ICONS.video;
+  $('call-accept').innerHTML = ICONS.phone;
+  $('call-reject').innerHTML = ICONS.hangup;
+  $('call-hangup').innerHTML = ICONS.hangup;
+  $('call-mute').innerHTML = ICONS.mic;
+  $('call-camera').innerHTML = ICONS.cameraOff;
+
+  // Calls
+  $('call-audio').addEventListener('click', () => handlers.onCall('audio'));
+  $('call-video').addEventListener('click', () => handlers.onCall('video'));
+  for (const action of ['accept', 'reject', 'hangup', 'mute', 'camera']) {
+    $(`call-${action}`).addEventListener('click', () => handlers.onCallAction(action));
+  }
 
   // Login / register
   $('register-toggle').addEventListener('click', () => setLoginMode(!registerMode));
@@ -185,6 +213,28 @@ export function init(h_, store_) {
   $('message-items').addEventListener('click', (e) => {
     const btn = e.target.closest('[data-retry]');
     if (btn) handlers.onRetry(btn.dataset.retry);
+    const more = e.target.closest('[data-menu-seq]');
+    if (more) {
+      e.stopPropagation();
+      openMessageMenu(more);
+    }
+  });
+  box.addEventListener('scroll', () => closeMessageMenu());
+  document.addEventListener('click', (e) => {
+    if (!e.target.closest('#msg-menu')) closeMessageMenu();
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') closeMessageMenu();
+  });
+  $('menu-recall').addEventListener('click', () => {
+    const t = menuTarget;
+    closeMessageMenu();
+    if (t) handlers.onRecall(t.convId, t.seq);
+  });
+  $('menu-edit').addEventListener('click', () => {
+    const t = menuTarget;
+    closeMessageMenu();
+    if (t) openEditDialog(t.convId, t.seq);
   });
   $('history-status').addEventListener('click', (e) => {
     if (e.target.closest('button')) handlers.onLoadOlder(true);
@@ -203,6 +253,7 @@ export function init(h_, store_) {
     autosize();
     handlers.onComposerInput(composer.value);
   });
+  composer.addEventListener('blur', () => handlers.onComposerBlur());
   $('composer-form').addEventListener('submit', (e) => {
     e.preventDefault();
     submitComposer();
@@ -313,6 +364,69 @@ function openDialog(id) {
 
 function closeDialogs() {
   for (const dlg of document.querySelectorAll('dialog[open]')) dlg.close();
+  closeMessageMenu();
+}
+
+/** The message of the open conversation with this seq, or null. */
+function messageAt(convId, seq) {
+  const conv = store.state.convs.get(convId);
+  return (conv && conv.msgs.get(seq)) || null;
+}
+
+/** What the ⋯ menu offers for a message: {edit, recall}. Own text messages can be edited;
+ * own messages, and anyone's in a group I own or administer, can be recalled. The broker
+ * checks the time windows (an expired one comes back as an error toast). */
+function messageActions(conv, m) {
+  if (!m || !m.seq || m.recalled || m.type === MSG_SYSTEM || m.state !== 'sent') return { edit: false, recall: false };
+  const isText = (m.type === MSG_SINGLE || m.type === MSG_GROUP) && typeof (m.content || {}).text === 'string' && !(m.content || {}).file_id;
+  let admin = false;
+  if (conv.type === 2) {
+    const g = store.state.groups.get(conv.groupId);
+    admin = !!g && (g.my_role === 'owner' || g.my_role === 'admin');
+  }
+  return { edit: m.mine && isText, recall: m.mine || admin };
+}
+
+function openMessageMenu(btn) {
+  const conv = store.state.active && store.state.convs.get(store.state.active);
+  const seq = Number(btn.dataset.menuSeq);
+  const m = conv && conv.msgs.get(seq);
+  if (!m) return;
+  const acts = messageActions(conv, m);
+  if (!acts.edit && !acts.recall) return;
+  menuTarget = { convId: conv.id, seq };
+  const menu = $('msg-menu');
+  $('menu-edit').hidden = !acts.edit;
+  $('menu-recall').hidden = !acts.recall;
+  menu.hidden = false;
+  const r = btn.getBoundingClientRect();
+  const mw = menu.offsetWidth;
+  const mh = menu.offsetHeight;
+  const left = Math.max(8, Math.min(window.innerWidth - mw - 8, m.mine ? r.right - mw : r.left));
+  const top = r.bottom + mh + 8 > window.innerHeight ? r.top - mh - 4 : r.bottom + 4;
+  menu.style.left = `${left}px`;
+  menu.style.top = `${Math.max(8, top)}px`;
+  menu.dataset.seq = String(seq);
+  (acts.edit ? $('menu-edit') : $('menu-recall')).focus({ preventScroll: true });
+}
+
+function closeMessageMenu() {
+  const menu = $('msg-menu');
+  if (menu && !menu.hidden) menu.hidden = true;
+  menuTarget = null;
+}
+
+function openEditDialog(convId, seq) {
+  const m = messageAt(convId, seq);
+  if (!m) return;
+  const dlg = $('dlg-edit-message');
+  openDialog('dlg-edit-message');
+  dlg.dataset.convId = convId;
+  dlg.dataset.seq = String(seq);
+  const ta = dlg.querySelector('textarea');
+  ta.value = (m.content && m.content.text) || '';
+  ta.focus();
+  ta.select();
 }
 
 function setDialogBusy(dlg, busy) {
@@ -331,6 +445,9 @@ async function onDialogSubmit(dlg) {
     if (dlg.id === 'dlg-new-chat') error = await handlers.onNewChat(f.username.value.trim());
     else if (dlg.id === 'dlg-new-group') error = await handlers.onNewGroup(f.name.value.trim(), f.members.value);
     else if (dlg.id === 'dlg-join-group') error = await handlers.onJoinGroup(f.group_id.value.trim());
+    else if (dlg.id === 'dlg-edit-message') {
+      error = await handlers.onEdit(dlg.dataset.convId, Number(dlg.dataset.seq), f.text.value);
+    }
   } catch (e) {
     error = e.message || String(e);
   }
@@ -383,7 +500,9 @@ function renderSidebar() {
     const p = previewOf(conv);
     const time = conv.last ? listTime(conv.last.timestamp, now) : '';
     const active = st.active === conv.id;
-    const sig = [title, p.text, p.typing, p.failed, p.sending, time, conv.unread, conv.mentioned, active].join('\u0001');
+    const pres = conv.type === 1 && presence ? presence.get(conv.peerId) : null;
+    const presText = pres ? presenceText(pres, now) : '';
+    const sig = [title, p.text, p.typing, p.failed, p.sending, time, conv.unread, conv.mentioned, active, presText].join('\u0001');
     return {
       key: conv.id,
       sig,
@@ -399,7 +518,12 @@ function renderSidebar() {
             'data-conversation-id': conv.id,
             'data-type': conv.type === 2 ? 'group' : 'single',
           },
-          avatar(title, conv.type === 2 ? conv.groupId : conv.peerId, conv.type === 2 ? 'group' : ''),
+          h(
+            'div',
+            { class: 'avatar-wrap' },
+            avatar(title, conv.type === 2 ? conv.groupId : conv.peerId, conv.type === 2 ? 'group' : ''),
+            pres ? presenceDot(pres, presText) : null,
+          ),
           h(
             'div',
             { class: 'conv-body' },
@@ -439,6 +563,25 @@ function renderSidebar() {
   $('conv-empty').hidden = !(st.convsLoaded && st.convs.size === 0);
 }
 
+function presenceDot(p, text) {
+  return h('span', {
+    class: `presence-dot ${p.online ? 'online' : 'offline'}`,
+    'data-testid': 'presence-dot',
+    'data-online': p.online ? 'true' : 'false',
+    title: text,
+    'aria-label': text,
+  });
+}
+
+function setPresenceDot(el, p, text) {
+  el.hidden = !p;
+  if (!p) return;
+  el.className = `presence-dot ${p.online ? 'online' : 'offline'}`;
+  el.dataset.online = p.online ? 'true' : 'false';
+  el.title = text;
+  el.setAttribute('aria-label', text);
+}
+
 function renderChat() {
   const st = store.state;
   const conv = st.active && st.convs.get(st.active);
@@ -456,21 +599,49 @@ function renderChat() {
   setAvatar($('chat-avatar'), title, conv.type === 2 ? conv.groupId : conv.peerId);
   $('chat-avatar').classList.toggle('group', conv.type === 2);
   let subtitle = '';
+  let pres = null;
+  let presText = '';
   if (conv.type === 2) {
     const g = st.groups.get(conv.groupId);
-    const n = g && Number(g.member_count);
-    subtitle = [n ? `${n} member${n === 1 ? '' : 's'}` : '', conv.groupId].filter(Boolean).join(' · ');
+    const online = st.groupOnline.get(conv.groupId);
+    const n = (online && online.member_count) || (g && Number(g.member_count));
+    subtitle = [
+      n ? `${n} member${n === 1 ? '' : 's'}` : '',
+      online ? `${online.online_count} online` : '',
+      online ? '' : conv.groupId,
+    ].filter(Boolean).join(' · ');
   } else {
     const u = st.users.get(conv.peerId);
-    subtitle = u && u.username ? `@${u.username}` : title === conv.peerId ? '' : conv.peerId;
+    pres = presence ? presence.get(conv.peerId) : null;
+    presText = pres ? presenceText(pres) : '';
+    subtitle = presText || (u && u.username ? `@${u.username}` : title === conv.peerId ? '' : conv.peerId);
   }
-  $('chat-subtitle').textContent = subtitle;
+  const sub = $('chat-subtitle');
+  sub.textContent = subtitle;
+  sub.classList.toggle('online', !!(pres && pres.online));
+  if (conv.type === 1) {
+    const u = st.users.get(conv.peerId);
+    sub.title = u && u.username ? `@${u.username}` : '';
+  } else {
+    sub.title = conv.groupId;
+  }
+  setPresenceDot($('chat-presence-dot'), pres, presText);
+  $('call-buttons').hidden = conv.type !== 1 || !conv.peerId;
+  const busy = !!(call && call.busy);
+  $('call-audio').disabled = busy;
+  $('call-video').disabled = busy;
+
   const typing = store.typingNames(conv);
   const tEl = $('typing-indicator');
   tEl.hidden = typing.length === 0;
-  $('chat-subtitle').hidden = typing.length > 0;
+  sub.hidden = typing.length > 0;
+  const verb = store.typingIsVoice(conv) ? 'recording a voice message' : 'typing';
   tEl.textContent =
-    typing.length === 0 ? '' : typing.length === 1 ? `${typing[0]} is typing…` : `${typing.slice(0, -1).join(', ')} and ${typing.at(-1)} are typing…`;
+    typing.length === 0
+      ? ''
+      : typing.length === 1
+        ? `${typing[0]} is ${verb}…`
+        : `${typing.slice(0, -1).join(', ')} and ${typing.at(-1)} are ${verb}…`;
 
   renderHistoryStatus(conv);
   renderMessages(conv);
@@ -535,15 +706,22 @@ function renderMessages(conv) {
       prevFrom = null;
     }
     if (m.type === MSG_SYSTEM) {
-      const text = systemText(m, store.userName);
+      const text = systemText(m, store.userName, meId);
+      const isCall = !!(m.content && m.content.call);
       items.push({
         key: m.key,
         sig: `sys|${m.rev}|${text}`,
         build: () =>
           h(
             'div',
-            { class: 'system-note', 'data-testid': 'system-message', 'data-seq': m.seq ?? '', 'data-event': m.content?.event || '' },
-            h('span', { title: fullTime(m.timestamp) }, text),
+            {
+              class: `system-note${isCall ? ' call-note' : ''}`,
+              'data-testid': 'system-message',
+              'data-seq': m.seq ?? '',
+              'data-event': m.content?.event || '',
+              'data-call-reason': isCall ? m.content.call.reason || '' : null,
+            },
+            h('span', { title: fullTime(m.timestamp) }, isCall ? h('i', { class: 'call-icon', html: m.content.call.media === 'video' ? ICONS.video : ICONS.phone }) : null, text),
           ),
       });
       prevFrom = null;
@@ -556,10 +734,14 @@ function renderMessages(conv) {
     prevTs = m.timestamp;
     const sender = conv.type === 2 && !m.mine ? store.userName(m.from) : '';
     const mentioned = !m.mine && mentions(m, meId);
+    const receipt = store.receiptState(conv, m);
+    const counts = conv.type === 2 && m.mine && m.seq ? conv.receiptCounts.get(m.seq) || null : null;
+    const acts = messageActions(conv, m);
+    const recalledBy = m.recalled && m.recalledBy && m.recalledBy !== m.from ? store.userName(m.recalledBy) : '';
     items.push({
       key: m.key,
-      sig: [m.rev, m.state, m.seq, first, sender, mentioned, m.error].join('|'),
-      build: () => buildMessage(m, { group: conv.type === 2, first, sender, mentioned }),
+      sig: [m.rev, m.state, m.seq, first, sender, mentioned, m.error, receipt, counts ? `${counts.read}/${counts.recipients}` : '', acts.edit, acts.recall, recalledBy].join('|'),
+      build: () => buildMessage(m, { group: conv.type === 2, first, sender, mentioned, receipt, counts, acts, recalledBy }),
     });
   }
 
@@ -586,7 +768,7 @@ function renderMessages(conv) {
   }
 }
 
-function buildMessage(m, { group, first, sender, mentioned }) {
+function buildMessage(m, { group, first, sender, mentioned, receipt, counts, acts, recalledBy }) {
   const cls = ['msg-row', m.mine ? 'mine' : 'theirs', first ? 'first' : 'cont', `state-${m.state}`];
   const row = h('div', {
     class: cls.join(' '),
@@ -598,6 +780,8 @@ function buildMessage(m, { group, first, sender, mentioned }) {
     'data-from': m.from,
     'data-message-id': m.id || '',
     'data-client-id': m.clientId || '',
+    'data-recalled': m.recalled ? 'true' : 'false',
+    'data-edited': m.editedAt && !m.recalled ? 'true' : 'false',
   });
 
   if (group && !m.mine) {
@@ -608,16 +792,55 @@ function buildMessage(m, { group, first, sender, mentioned }) {
   if (group && !m.mine && first) {
     bubble.append(h('div', { class: 'sender', style: `--hue:${hueOf(m.from)}`, 'data-testid': 'message-sender' }, sender));
   }
-  bubble.append(buildContent(m));
+  bubble.append(buildContent(m, recalledBy));
 
-  const meta = h('span', { class: 'meta' }, m.editedAt && !m.recalled ? h('span', { class: 'edited' }, 'edited') : null, h('time', { datetime: new Date(m.timestamp).toISOString(), title: fullTime(m.timestamp) }, clockTime(m.timestamp)));
-  if (m.mine) {
-    const label = m.state === 'sending' ? 'Sending' : m.state === 'failed' ? 'Not sent' : 'Sent';
-    const icon = m.state === 'sending' ? ICONS.clock : m.state === 'failed' ? ICONS.error : ICONS.check;
-    meta.append(h('span', { class: `status status-${m.state}`, 'data-testid': 'message-status', title: label, 'aria-label': label, html: icon }));
+  const edited = m.editedAt && !m.recalled;
+  const meta = h(
+    'span',
+    { class: 'meta' },
+    edited ? h('span', { class: 'edited', 'data-testid': 'message-edited', title: `Edited ${fullTime(m.editedAt)}` }, '(edited)') : null,
+    h('time', { datetime: new Date(m.timestamp).toISOString(), title: fullTime(m.timestamp) }, clockTime(m.timestamp)),
+  );
+  if (m.mine && !m.recalled) {
+    const r = receipt || m.state;
+    const label = { sending: 'Sending', failed: 'Not sent', sent: 'Sent', delivered: 'Delivered', read: 'Read' }[r] || 'Sent';
+    const icon = r === 'sending' ? ICONS.clock : r === 'failed' ? ICONS.error : r === 'sent' ? ICONS.check : ICONS.checks;
+    meta.append(
+      h('span', { class: `status status-${m.state} receipt-${r}`, 'data-testid': 'message-status', 'data-receipt': r, title: label, 'aria-label': label, html: icon }),
+    );
   }
   bubble.append(meta);
+  if (acts && (acts.edit || acts.recall)) {
+    bubble.append(
+      h('button', {
+        type: 'button',
+        class: 'msg-more',
+        'data-testid': 'message-menu-button',
+        'data-menu-seq': m.seq,
+        title: 'More',
+        'aria-label': 'Message actions',
+        'aria-haspopup': 'menu',
+        html: ICONS.more,
+      }),
+    );
+  }
   row.append(bubble);
+
+  if (counts && counts.read > 0 && !m.recalled) {
+    const all = counts.recipients > 0 && counts.read >= counts.recipients;
+    row.append(
+      h(
+        'div',
+        {
+          class: 'read-by',
+          'data-testid': 'read-by',
+          'data-read': counts.read,
+          title: `Read by ${counts.read} of ${counts.recipients} · received by ${counts.delivered}`,
+        },
+        all ? `Read by all (${counts.read})` : `Read by ${counts.read}`,
+      ),
+    );
+  }
 
   if (m.mine && m.state === 'failed') {
     row.append(
@@ -632,9 +855,11 @@ function buildMessage(m, { group, first, sender, mentioned }) {
   return row;
 }
 
-function buildContent(m) {
+function buildContent(m, recalledBy = '') {
   const c = m.content || {};
-  if (m.recalled) return h('div', { class: 'body recalled', 'data-testid': 'message-recalled' }, 'This message was deleted');
+  if (m.recalled) {
+    return h('div', { class: 'body recalled', 'data-testid': 'message-recalled' }, recalledBy ? `Message recalled by ${recalledBy}` : 'Message recalled');
+  }
   if (m.type === MSG_IMAGE || (c.file_id && c.file_type === 'image')) {
     const src = safeUrl(c.thumbnail_url || c.url);
     const full = safeUrl(c.url || c.thumbnail_url);
@@ -700,6 +925,53 @@ export function renderBanner() {
   text.textContent = msg;
   action.hidden = !act;
   action.textContent = act;
+}
+
+// ------------------------------------------------------------------ call panel
+
+/** Renders the call panel from call.view(); data-call-state mirrors the
+ * RTCPeerConnection's connectionState, data-phase the signalling state. */
+export function renderCall() {
+  if (!call) return;
+  const v = call.view();
+  const panel = $('call-panel');
+  panel.hidden = v.phase === 'idle';
+  panel.dataset.phase = v.phase;
+  panel.dataset.callState = v.pcState;
+  panel.dataset.media = v.media;
+  panel.dataset.direction = v.direction;
+  panel.dataset.callId = v.callId || '';
+  panel.dataset.endReason = v.endReason || '';
+  if (v.phase === 'idle') {
+    if ($('call-remote').srcObject) $('call-remote').srcObject = null;
+    if ($('call-local').srcObject) $('call-local').srcObject = null;
+    return;
+  }
+  const name = store ? store.userName(v.peer) : v.peer;
+  $('call-peer').textContent = name;
+  $('call-status').textContent = v.status;
+  setAvatar($('call-avatar'), name, v.peer);
+  const remote = $('call-remote');
+  const local = $('call-local');
+  if (remote.srcObject !== v.remoteStream) remote.srcObject = v.remoteStream || null;
+  if (local.srcObject !== v.localStream) local.srcObject = v.localStream || null;
+  const video = v.media === 'video';
+  const live = v.phase === 'connected' || v.phase === 'connecting';
+  panel.classList.toggle('has-video', video && !!v.remoteStream && live);
+  local.hidden = !video || !v.localStream || v.phase === 'ended';
+  $('call-accept').hidden = v.phase !== 'incoming';
+  $('call-reject').hidden = v.phase !== 'incoming';
+  $('call-hangup').hidden = !['outgoing', 'connecting', 'connected'].includes(v.phase);
+  $('call-mute').hidden = !v.localStream || !live;
+  $('call-camera').hidden = !video || !v.localStream || !live;
+  $('call-mute').innerHTML = v.muted ? ICONS.micOff : ICONS.mic;
+  $('call-mute').classList.toggle('off', v.muted);
+  $('call-mute').title = v.muted ? 'Unmute' : 'Mute';
+  $('call-camera').classList.toggle('off', v.cameraOff);
+  $('call-camera').title = v.cameraOff ? 'Camera on' : 'Camera off';
+  const busy = v.phase !== 'ended';
+  $('call-audio').disabled = busy;
+  $('call-video').disabled = busy;
 }
 
 // ------------------------------------------------------------------ composer access

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::context::BrokerContext;
 use crate::dispatch::{Requester, authenticate, dispatch, hello_ok};
 use crate::lane::LaneWriter;
-use crate::router::{Session, SessionCloser};
+use crate::router::{Push, Pushed, Session, SessionLink};
 use crate::service::ServiceError;
 
 #[derive(Debug)]
@@ -34,13 +34,24 @@ impl BrokerBackend {
     }
 }
 
-/// Ends a bridge session: tells the bridge why, once.
+/// A bridge session's link: pushes go into the same bounded channel of frames as its
+/// lane (a browser has no datagrams), and closing tells the bridge why, once.
 #[derive(Debug)]
-struct ChannelCloser(Mutex<Option<oneshot::Sender<pb::Error>>>);
+struct ChannelLink {
+    frames: mpsc::Sender<Bytes>,
+    closed: Mutex<Option<oneshot::Sender<pb::Error>>>,
+}
 
-impl SessionCloser for ChannelCloser {
+impl SessionLink for ChannelLink {
+    fn push(&self, frame: &Bytes, _how: Push) -> Pushed {
+        match self.frames.try_send(frame.clone()) {
+            Ok(()) => Pushed::Stream,
+            Err(_) => Pushed::Full,
+        }
+    }
+
     fn close(&self, code: ErrorCode, reason: &str) {
-        let sender = self.0.lock().ok().and_then(|mut slot| slot.take());
+        let sender = self.closed.lock().ok().and_then(|mut slot| slot.take());
         if let Some(sender) = sender {
             let _ = sender.send(pb::Error::new(code, reason));
         }
@@ -123,12 +134,18 @@ impl Backend for BrokerBackend {
             let authenticated = authenticate(ctx, &hello).await.map_err(wire)?;
             let user_id = authenticated.user.user_id.clone();
             let (closed_tx, closed) = oneshot::channel();
+            // Room for the lane's queue and the control pushes, as a QUIC session has.
+            let (frames_tx, frames) =
+                mpsc::channel::<Bytes>(ctx.config.lane_queue_len + ctx.config.control_queue_len);
             let (session, mut lanes) = ctx.router.register(
                 &user_id,
                 &device_id,
                 1,
                 ctx.config.lane_queue_len,
-                Box::new(ChannelCloser(Mutex::new(Some(closed_tx)))),
+                Box::new(ChannelLink {
+                    frames: frames_tx.clone(),
+                    closed: Mutex::new(Some(closed_tx)),
+                }),
             );
             let requester = Arc::new(Requester {
                 user_id: user_id.clone(),
@@ -147,7 +164,6 @@ impl Backend for BrokerBackend {
                 }
             };
             let hello_ok = hello_ok(ctx, authenticated, &device_id, 1);
-            let (frames_tx, frames) = mpsc::channel::<Bytes>(ctx.config.lane_queue_len);
             let lane = LaneWriter {
                 lane: 0,
                 send: frames_tx,

@@ -91,6 +91,40 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Largest group; joins and invites beyond it get GROUP_FULL.
     pub max_group_members: u32,
+
+    /// Offer QUIC datagrams for typing and presence; off, they go on the control
+    /// stream (a peer without datagram support gets that anyway).
+    pub datagrams: bool,
+    /// Pushes (receipts, call events, typing and presence that do not go as
+    /// datagrams) waiting for one session's control stream. When full, typing and
+    /// presence are dropped and anything else closes the session with SLOW_CONSUMER.
+    pub control_queue_len: usize,
+    /// How long a typing indicator shows without a new notice.
+    pub typing_expires_ms: u32,
+    /// Most users in one presence query, and most online members listed for a group.
+    pub max_presence_query: u32,
+    /// Most seqs in one receipt-count query, and most readers per page.
+    pub max_receipt_seqs: u32,
+    /// How long after sending its sender may recall a message.
+    pub recall_window_ms: u64,
+    /// How long after sending its sender may edit a message.
+    pub edit_window_ms: u64,
+    /// A call nobody answers ends as missed after this long.
+    pub call_ring_timeout_ms: u64,
+    /// A device that drops out of a call may reconnect within this long before the
+    /// call ends as disconnected.
+    pub call_reconnect_grace_ms: u64,
+    /// Largest SDP or ICE candidate relayed in call signalling.
+    pub call_max_signal_bytes: usize,
+    /// STUN/TURN server URLs handed to both sides of every call
+    /// (e.g. "stun:stun.example.com:3478", "turn:turn.example.com:3478?transport=udp").
+    pub ice_servers: Vec<String>,
+    /// Shared secret of a TURN server using time-limited credentials (coturn's
+    /// `use-auth-secret`): each call gets a username and HMAC-SHA1 password valid for
+    /// `turn_credential_ttl_secs`. Without it, `turn:` URLs get no credentials.
+    #[serde(skip_serializing)]
+    pub turn_secret: Option<String>,
+    pub turn_credential_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -134,6 +168,19 @@ impl Default for Config {
             store_cache_mib: 256,
             shutdown_grace_ms: 5_000,
             max_group_members: 10_000,
+            datagrams: true,
+            control_queue_len: 1024,
+            typing_expires_ms: 5_000,
+            max_presence_query: 200,
+            max_receipt_seqs: 200,
+            recall_window_ms: 2 * 60 * 1000,
+            edit_window_ms: 24 * 3600 * 1000,
+            call_ring_timeout_ms: 45_000,
+            call_reconnect_grace_ms: 15_000,
+            call_max_signal_bytes: 64 * 1024,
+            ice_servers: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -274,6 +321,46 @@ pub struct Cli {
     /// Largest group; more members get GROUP_FULL. [default: 10000]
     #[arg(long, env = "QUIP_MAX_GROUP_MEMBERS")]
     pub max_group_members: Option<u32>,
+    /// Offer QUIC datagrams for typing and presence (false: control stream only).
+    /// [default: true]
+    #[arg(long, env = "QUIP_DATAGRAMS")]
+    pub datagrams: Option<bool>,
+    /// Pushes waiting for one session's control stream. [default: 1024]
+    #[arg(long, env = "QUIP_CONTROL_QUEUE_LEN")]
+    pub control_queue_len: Option<usize>,
+    /// How long a typing indicator shows, in milliseconds. [default: 5000]
+    #[arg(long, env = "QUIP_TYPING_EXPIRES_MS")]
+    pub typing_expires_ms: Option<u32>,
+    /// Most users per presence query. [default: 200]
+    #[arg(long, env = "QUIP_MAX_PRESENCE_QUERY")]
+    pub max_presence_query: Option<u32>,
+    /// Most seqs per receipt-count query. [default: 200]
+    #[arg(long, env = "QUIP_MAX_RECEIPT_SEQS")]
+    pub max_receipt_seqs: Option<u32>,
+    /// Recall window in milliseconds. [default: 120000]
+    #[arg(long, env = "QUIP_RECALL_WINDOW_MS")]
+    pub recall_window_ms: Option<u64>,
+    /// Edit window in milliseconds. [default: 86400000]
+    #[arg(long, env = "QUIP_EDIT_WINDOW_MS")]
+    pub edit_window_ms: Option<u64>,
+    /// Ring timeout of a call in milliseconds. [default: 45000]
+    #[arg(long, env = "QUIP_CALL_RING_TIMEOUT_MS")]
+    pub call_ring_timeout_ms: Option<u64>,
+    /// How long a call waits for a dropped device, in milliseconds. [default: 15000]
+    #[arg(long, env = "QUIP_CALL_RECONNECT_GRACE_MS")]
+    pub call_reconnect_grace_ms: Option<u64>,
+    /// Largest SDP or ICE candidate in bytes. [default: 65536]
+    #[arg(long, env = "QUIP_CALL_MAX_SIGNAL_BYTES")]
+    pub call_max_signal_bytes: Option<usize>,
+    /// STUN/TURN server URL for calls; repeat or comma-separate for several.
+    #[arg(long = "ice-server", env = "QUIP_ICE_SERVERS", value_delimiter = ',')]
+    pub ice_servers: Vec<String>,
+    /// TURN shared secret for time-limited credentials (prefer QUIP_TURN_SECRET).
+    #[arg(long, env = "QUIP_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of TURN credentials in seconds. [default: 86400]
+    #[arg(long, env = "QUIP_TURN_CREDENTIAL_TTL_SECS")]
+    pub turn_credential_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -350,8 +437,25 @@ impl Config {
             max_group_members,
             ws_max_message_bytes,
             ws_idle_timeout_ms,
-            http_max_body_bytes
+            http_max_body_bytes,
+            datagrams,
+            control_queue_len,
+            typing_expires_ms,
+            max_presence_query,
+            max_receipt_seqs,
+            recall_window_ms,
+            edit_window_ms,
+            call_ring_timeout_ms,
+            call_reconnect_grace_ms,
+            call_max_signal_bytes,
+            turn_credential_ttl_secs
         );
+        if !cli.ice_servers.is_empty() {
+            config.ice_servers = cli.ice_servers.clone();
+        }
+        if let Some(secret) = &cli.turn_secret {
+            config.turn_secret = Some(secret.clone());
+        }
         if let Some(addr) = cli.http_addr {
             config.http_addr = Some(addr);
         }
@@ -404,12 +508,17 @@ impl Config {
             self.max_inflight_per_connection,
             self.store_max_batch,
             self.store_queue_len,
+            self.control_queue_len,
+            self.max_presence_query as usize,
+            self.max_receipt_seqs as usize,
+            self.call_max_signal_bytes,
         ]
         .contains(&0)
         {
             return invalid(
                 "lane_queue_len, sync_batch, max_connections, max_inflight_per_connection, \
-                 store_max_batch and store_queue_len must be positive",
+                 store_max_batch, store_queue_len, control_queue_len, max_presence_query, \
+                 max_receipt_seqs and call_max_signal_bytes must be positive",
             );
         }
         if self.history_default_limit == 0 || self.history_default_limit > self.history_max_limit {
@@ -423,6 +532,18 @@ impl Config {
         }
         if self.max_group_members < 2 {
             return invalid("max_group_members must be at least 2");
+        }
+        if self.typing_expires_ms == 0 || self.call_ring_timeout_ms == 0 {
+            return invalid("typing_expires_ms and call_ring_timeout_ms must be positive");
+        }
+        if let Some(bad) = self.ice_servers.iter().find(|url| {
+            !["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "ice_servers: {bad:?} is not a stun:, stuns:, turn: or turns: URL"
+            )));
         }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return invalid("token lifetimes must be positive");

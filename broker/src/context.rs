@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::router::Router;
-use crate::service::{AuthService, ChatService, GroupService};
+use crate::service::{
+    AuthService, CallService, ChatService, GroupService, PresenceService, ReceiptService,
+};
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -15,4 +17,7 @@ pub struct BrokerContext {
     pub auth: AuthService,
     pub chat: Arc<ChatService>,
     pub groups: GroupService,
+    pub presence: PresenceService,
+    pub receipts: ReceiptService,
+    pub calls: Arc<CallService>,
 }

@@ -116,7 +116,7 @@ pub async fn dispatch(
         }),
         client_frame::Body::Report(report) => Box::pin(async move {
             let (ctx, session) = owned;
-            let result = ctx.chat.report(session.caller(), report).await;
+            let result = ctx.receipts.report(session.caller(), report).await;
             answer(
                 req_id,
                 result.map(|()| server_frame::Body::ReportOk(pb::ReportOk {})),
@@ -134,6 +134,41 @@ pub async fn dispatch(
                 req_id,
                 result.map(|_| server_frame::Body::ReportOk(pb::ReportOk {})),
             )
+        }),
+        client_frame::Body::Presence(request) => Box::pin(async move {
+            let (ctx, _) = owned;
+            let result = ctx.presence.query(&request).await;
+            answer(req_id, result.map(server_frame::Body::Presences))
+        }),
+        client_frame::Body::GroupPresence(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.presence.group(session.caller(), &request).await;
+            answer(req_id, result.map(server_frame::Body::GroupPresence))
+        }),
+        client_frame::Body::Receipts(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.receipts.counts(session.caller(), &request).await;
+            answer(req_id, result.map(server_frame::Body::ReceiptCounts))
+        }),
+        client_frame::Body::Readers(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.receipts.readers(session.caller(), &request).await;
+            answer(req_id, result.map(server_frame::Body::Readers))
+        }),
+        client_frame::Body::Call(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.calls.handle(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::CallOk))
+        }),
+        client_frame::Body::Recall(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.recall(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Ack))
+        }),
+        client_frame::Body::Edit(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.chat.edit(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Ack))
         }),
         client_frame::Body::LookupUser(lookup) => Box::pin(async move {
             let (ctx, _) = owned;

@@ -169,10 +169,6 @@ impl<S: FrameSink> LaneWriter<S> {
     /// Queues what `item` calls for. The common case (the next seq of a known
     /// conversation) needs no await; the others go through the boxed slow path.
     async fn handle(&mut self, state: &mut State, item: LaneItem) -> Result<(), LaneError> {
-        if let LaneItem::Ephemeral { frame, .. } = item {
-            state.out.push(frame);
-            return Ok(());
-        }
         let seq = item.seq();
         match state.positions.get(item.conv_id()).copied() {
             Some(position) if seq <= position => Ok(()),
@@ -275,7 +271,6 @@ fn accept(state: &mut State, item: LaneItem) {
         LaneItem::Advance { conv_id, .. } => {
             state.positions.insert(conv_id, seq);
         }
-        LaneItem::Ephemeral { frame, .. } => state.out.push(frame),
     }
 }
 

@@ -7,10 +7,19 @@
 //! from its cursor later, so one slow device never slows anyone else and nothing is
 //! lost.
 //!
+//! Pushes outside the conversations' sequence (typing, presence, receipts, call
+//! signalling) go through each session's [`SessionLink`]: ephemeral ones as QUIC
+//! datagrams where possible and dropped rather than queued without bound; reliable
+//! ones on the control stream, where a full queue is a slow consumer like a full lane.
+//!
+//! The router also reports every session that opens or closes, with the user's device
+//! count after it, to whoever [`subscribes`](Router::session_events): presence and
+//! calls follow devices that way, with no polling.
+//!
 //! The router is a plain struct that tests drive directly; it knows nothing of QUIC.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -30,32 +39,70 @@ pub enum LaneItem {
     /// The device already holds `seq` (it sent it): move the lane's position past it
     /// without writing anything.
     Advance { conv_id: Arc<str>, seq: u64 },
-    /// A frame outside the conversation's sequence (typing): written as is, never
-    /// caught up; dropped rather than queued when the lane is full.
-    Ephemeral { conv_id: Arc<str>, frame: Bytes },
 }
 
 impl LaneItem {
     pub fn conv_id(&self) -> &Arc<str> {
         match self {
-            LaneItem::Deliver { conv_id, .. }
-            | LaneItem::Advance { conv_id, .. }
-            | LaneItem::Ephemeral { conv_id, .. } => conv_id,
+            LaneItem::Deliver { conv_id, .. } | LaneItem::Advance { conv_id, .. } => conv_id,
         }
     }
 
-    /// The item's seq; 0 for ephemeral items.
     pub fn seq(&self) -> u64 {
         match self {
             LaneItem::Deliver { seq, .. } | LaneItem::Advance { seq, .. } => *seq,
-            LaneItem::Ephemeral { .. } => 0,
         }
     }
 }
 
-/// How the router ends a session; implemented by each transport.
-pub trait SessionCloser: Send + Sync + std::fmt::Debug {
+/// How a push may travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// May be lost (typing, presence): a datagram if the peer takes them and it fits,
+    /// else the control stream; dropped when that is full.
+    Ephemeral,
+    /// Must arrive while the session lives (receipts, call signalling): the control
+    /// stream; a full queue closes the session as a slow consumer.
+    Reliable,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Datagram,
+    Stream,
+    /// The session's push queue is full (or the session is gone).
+    Full,
+}
+
+/// A session's way back to its device, implemented by each transport: pushes outside
+/// the lanes, and ending the session.
+pub trait SessionLink: Send + Sync + std::fmt::Debug {
+    /// Hands an encoded `ServerFrame` (req_id 0) to the device. Never waits.
+    fn push(&self, frame: &Bytes, how: Push) -> Pushed;
     fn close(&self, code: ErrorCode, reason: &str);
+}
+
+/// Ephemeral pushes by how they travelled, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushStats {
+    pub datagrams: u64,
+    pub streamed: u64,
+    pub dropped: u64,
+}
+
+/// A session opened or closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub user_id: String,
+    pub device_id: String,
+    pub session_id: u64,
+    pub opened: bool,
+    /// The user's sessions on this node right after the event.
+    pub devices: usize,
+    /// Orders the events of all users (taken under the user's map entry lock), so a
+    /// presence change computed from an older event never wins over a newer one.
+    pub version: u64,
 }
 
 /// One authenticated connection of one device.
@@ -65,7 +112,7 @@ pub struct Session {
     pub user_id: String,
     pub device_id: String,
     lanes: Vec<QueueSender<LaneItem>>,
-    closer: Box<dyn SessionCloser>,
+    link: Box<dyn SessionLink>,
 }
 
 impl Session {
@@ -80,7 +127,7 @@ impl Session {
     }
 
     pub fn close(&self, code: ErrorCode, reason: &str) {
-        self.closer.close(code, reason);
+        self.link.close(code, reason);
     }
 }
 
@@ -96,11 +143,55 @@ pub struct Router {
     sessions: DashMap<String, Vec<Arc<Session>>>,
     next_session_id: AtomicU64,
     slow_consumer_closes: AtomicU64,
+    /// Source of `SessionEvent::version`.
+    presence_version: AtomicU64,
+    /// Taken by [`Router::end_session_events`], which lets the subscriber finish.
+    session_events: Mutex<Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>>,
+    datagrams: AtomicU64,
+    streamed: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Router {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every session opened or closed from now on, in an unbounded channel (its rate
+    /// is the connection rate). Only one subscriber: `None` after the first call.
+    pub fn session_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<SessionEvent>> {
+        let mut slot = self.events_slot();
+        if slot.is_some() {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *slot = Some(tx);
+        Some(rx)
+    }
+
+    /// Stops reporting session events: the subscriber gets the ones already sent,
+    /// then the end of the channel (shutdown, once every session is gone).
+    pub fn end_session_events(&self) {
+        self.events_slot().take();
+    }
+
+    fn events_slot(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>> {
+        self.session_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current presence version: every later change gets a higher one.
+    pub fn presence_version(&self) -> u64 {
+        self.presence_version.load(Ordering::SeqCst)
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        if let Some(events) = self.events_slot().as_ref() {
+            let _ = events.send(event);
+        }
     }
 
     /// Registers a session and returns it with the receiving ends of its lanes. An
@@ -112,7 +203,7 @@ impl Router {
         device_id: &str,
         lanes: u32,
         lane_queue_len: usize,
-        closer: Box<dyn SessionCloser>,
+        link: Box<dyn SessionLink>,
     ) -> (Arc<Session>, Vec<QueueReceiver<LaneItem>>) {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes.max(1))
             .map(|_| queue::bounded(lane_queue_len))
@@ -122,16 +213,35 @@ impl Router {
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
             lanes: senders,
-            closer,
+            link,
         });
-        let replaced = {
+        let (replaced, devices, version) = {
             let mut entry = self.sessions.entry(user_id.to_owned()).or_default();
             let (old, keep): (Vec<_>, Vec<_>) =
                 entry.drain(..).partition(|s| s.device_id == device_id);
             *entry = keep;
             entry.push(session.clone());
-            old
+            let version = self.presence_version.fetch_add(1, Ordering::SeqCst) + 1;
+            (old, entry.len(), version)
         };
+        for old in &replaced {
+            self.emit(SessionEvent {
+                user_id: user_id.to_owned(),
+                device_id: device_id.to_owned(),
+                session_id: old.id,
+                opened: false,
+                devices,
+                version,
+            });
+        }
+        self.emit(SessionEvent {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            session_id: session.id,
+            opened: true,
+            devices,
+            version,
+        });
         for old in replaced {
             old.close(
                 ErrorCode::SessionReplaced,
@@ -143,10 +253,50 @@ impl Router {
 
     /// Removes a session (if still registered) when its connection ends.
     pub fn unregister(&self, session: &Session) {
+        let mut removed = None;
         self.sessions.remove_if_mut(&session.user_id, |_, list| {
+            let before = list.len();
             list.retain(|s| s.id != session.id);
+            if list.len() < before {
+                let version = self.presence_version.fetch_add(1, Ordering::SeqCst) + 1;
+                removed = Some((list.len(), version));
+            }
             list.is_empty()
         });
+        if let Some((devices, version)) = removed {
+            self.emit(SessionEvent {
+                user_id: session.user_id.clone(),
+                device_id: session.device_id.clone(),
+                session_id: session.id,
+                opened: false,
+                devices,
+                version,
+            });
+        }
+    }
+
+    /// The user's session on `device_id`, if connected here.
+    pub fn session_of_device(&self, user_id: &str, device_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .get(user_id)?
+            .iter()
+            .find(|s| s.device_id == device_id)
+            .cloned()
+    }
+
+    /// Ids of the devices of a user online on this node.
+    pub fn devices_of(&self, user_id: &str) -> Vec<String> {
+        self.sessions.get(user_id).map_or_else(Vec::new, |list| {
+            list.iter().map(|s| s.device_id.clone()).collect()
+        })
+    }
+
+    pub fn push_stats(&self) -> PushStats {
+        PushStats {
+            datagrams: self.datagrams.load(Ordering::Relaxed),
+            streamed: self.streamed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of sessions of a user online on this node.
@@ -202,6 +352,63 @@ impl Router {
             }
         }
         // Close outside the shard lock: closing may run transport code.
+        self.close_slow(slow);
+        delivered
+    }
+
+    /// Pushes `frame` to every session of `recipients` except `skip_session` (0:
+    /// none). Returns how many sessions took it. A reliable push that finds a
+    /// session's queue full closes that session as a slow consumer; an ephemeral one
+    /// is dropped, since it must never cost a device its session.
+    pub fn push(
+        &self,
+        frame: &Bytes,
+        recipients: &[String],
+        skip_session: u64,
+        how: Push,
+    ) -> usize {
+        let mut sent = 0;
+        let mut slow = Vec::new();
+        for user_id in recipients {
+            let Some(list) = self.sessions.get(user_id.as_str()) else {
+                continue;
+            };
+            for session in list.iter().filter(|s| s.id != skip_session) {
+                if self.push_one(session, frame, how) {
+                    sent += 1;
+                } else if how == Push::Reliable {
+                    slow.push(session.clone());
+                }
+            }
+        }
+        self.close_slow(slow);
+        sent
+    }
+
+    /// Pushes `frame` to one session; false if it could not take it (a reliable push
+    /// then closes it as a slow consumer).
+    pub fn push_to(&self, session: &Arc<Session>, frame: &Bytes, how: Push) -> bool {
+        let taken = self.push_one(session, frame, how);
+        if !taken && how == Push::Reliable {
+            self.close_slow(vec![session.clone()]);
+        }
+        taken
+    }
+
+    fn push_one(&self, session: &Session, frame: &Bytes, how: Push) -> bool {
+        let pushed = session.link.push(frame, how);
+        if how == Push::Ephemeral {
+            let counter = match pushed {
+                Pushed::Datagram => &self.datagrams,
+                Pushed::Stream => &self.streamed,
+                Pushed::Full => &self.dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        pushed != Pushed::Full
+    }
+
+    fn close_slow(&self, slow: Vec<Arc<Session>>) {
         for session in slow {
             self.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(user_id = %session.user_id, device_id = %session.device_id, "closing slow consumer");
@@ -211,33 +418,6 @@ impl Router {
                 "outbound queue full; resume from your cursors",
             );
         }
-        delivered
-    }
-
-    /// Hands an ephemeral frame (typing) to every session of `recipients` except the
-    /// origin session. Best effort: a full lane drops it, since it expires anyway and
-    /// must never cost a device its session.
-    pub fn ephemeral(
-        &self,
-        conv_id: &Arc<str>,
-        frame: &Bytes,
-        recipients: &[String],
-        origin_session: u64,
-    ) -> usize {
-        let mut sent = 0;
-        for user_id in recipients {
-            let Some(list) = self.sessions.get(user_id.as_str()) else {
-                continue;
-            };
-            for session in list.iter().filter(|s| s.id != origin_session) {
-                let item = LaneItem::Ephemeral {
-                    conv_id: conv_id.clone(),
-                    frame: frame.clone(),
-                };
-                sent += usize::from(session.push(item));
-            }
-        }
-        sent
     }
 
     /// Closes every session (shutdown).
@@ -261,7 +441,10 @@ mod tests {
     #[derive(Debug, Default, Clone)]
     struct RecordingCloser(Arc<Mutex<Vec<ErrorCode>>>);
 
-    impl SessionCloser for RecordingCloser {
+    impl SessionLink for RecordingCloser {
+        fn push(&self, _frame: &Bytes, _how: Push) -> Pushed {
+            Pushed::Full
+        }
         fn close(&self, code: ErrorCode, _reason: &str) {
             self.0.lock().unwrap().push(code);
         }
@@ -345,5 +528,58 @@ mod tests {
             1,
             "unregistering the old one keeps the new"
         );
+    }
+
+    #[test]
+    fn session_events_count_devices_in_order() {
+        let router = Router::new();
+        let mut events = router.session_events().unwrap();
+        assert!(router.session_events().is_none(), "one subscriber");
+        let (phone, _) = router.register(
+            "user_a",
+            "phone",
+            1,
+            8,
+            Box::new(RecordingCloser::default()),
+        );
+        let (laptop, _) = router.register(
+            "user_a",
+            "laptop",
+            1,
+            8,
+            Box::new(RecordingCloser::default()),
+        );
+        router.unregister(&phone);
+        router.unregister(&phone);
+        router.unregister(&laptop);
+        let seen: Vec<(String, bool, usize)> = std::iter::from_fn(|| events.try_recv().ok())
+            .map(|e| (e.device_id, e.opened, e.devices))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("phone".to_owned(), true, 1),
+                ("laptop".to_owned(), true, 2),
+                ("phone".to_owned(), false, 1),
+                ("laptop".to_owned(), false, 0),
+            ],
+            "unregistering twice reports once"
+        );
+    }
+
+    #[test]
+    fn a_reliable_push_that_finds_the_queue_full_closes_the_session() {
+        let router = Router::new();
+        let closer = RecordingCloser::default();
+        let (_s, _lanes) = router.register("user_a", "phone", 1, 8, Box::new(closer.clone()));
+        let recipients = vec!["user_a".to_owned()];
+        // RecordingCloser takes no pushes: ephemeral ones are dropped quietly...
+        assert_eq!(router.push(&frame(), &recipients, 0, Push::Ephemeral), 0);
+        assert_eq!(router.push_stats().dropped, 1);
+        assert!(closer.0.lock().unwrap().is_empty());
+        // ...reliable ones cost the session.
+        assert_eq!(router.push(&frame(), &recipients, 0, Push::Reliable), 0);
+        assert_eq!(*closer.0.lock().unwrap(), vec![ErrorCode::SlowConsumer]);
+        assert_eq!(router.sessions_of("user_a"), 0);
     }
 }

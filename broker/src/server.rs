@@ -12,8 +12,8 @@ use crate::context::BrokerContext;
 use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
 use crate::service::{
-    AuthService, ChatLimits, ChatService, CredentialRules, GroupLimits, GroupService, MemberCache,
-    TokenIssuer,
+    AuthService, CallLimits, CallService, ChatLimits, ChatService, CredentialRules, GroupLimits,
+    GroupService, MemberCache, PresenceService, ReceiptService, TokenIssuer,
 };
 use crate::shutdown::{Drained, Shutdown};
 use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
@@ -56,6 +56,8 @@ pub struct Broker {
     accept: tokio::task::JoinHandle<()>,
     http_addr: Option<SocketAddr>,
     http: Option<tokio::task::JoinHandle<()>>,
+    /// The task following session events for presence and calls.
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -121,6 +123,9 @@ impl Broker {
                 conversations_max_limit: config.conversations_max_limit,
                 max_mentions: 100,
                 max_reports: 1000,
+                typing_expires_ms: config.typing_expires_ms,
+                recall_window_ms: config.recall_window_ms,
+                edit_window_ms: config.edit_window_ms,
             },
         ));
         let groups = GroupService::new(
@@ -131,6 +136,31 @@ impl Broker {
                 ..GroupLimits::default()
             },
         );
+        let presence = PresenceService::new(
+            store.clone(),
+            router.clone(),
+            config.max_presence_query as usize,
+        );
+        let receipts = ReceiptService::new(
+            store.clone(),
+            router.clone(),
+            chat.clone(),
+            config.max_receipt_seqs as usize,
+        );
+        let calls = CallService::new(
+            router.clone(),
+            store.clone(),
+            chat.clone(),
+            CallLimits {
+                ring_timeout: Duration::from_millis(config.call_ring_timeout_ms),
+                reconnect_grace: Duration::from_millis(config.call_reconnect_grace_ms),
+                max_signal_bytes: config.call_max_signal_bytes,
+                ice_servers: config.ice_servers.clone(),
+                turn_secret: config.turn_secret.clone(),
+                turn_credential_ttl_secs: config.turn_credential_ttl_secs,
+            },
+        );
+        let session_events = router.session_events();
         let ctx = Arc::new(BrokerContext {
             config,
             store,
@@ -138,7 +168,12 @@ impl Broker {
             auth,
             chat,
             groups,
+            presence,
+            receipts,
+            calls,
         });
+        let follower = session_events
+            .map(|events| tokio::spawn(follow_sessions(Arc::downgrade(&ctx), events)));
         let endpoint = quic::bind(&ctx, &identity)?;
         let quic_addr = endpoint
             .local_addr()
@@ -175,6 +210,7 @@ impl Broker {
             accept,
             http_addr,
             http,
+            follower,
         })
     }
 
@@ -219,6 +255,11 @@ impl Broker {
         drop(self.shutdown);
         if !self.drained.wait(grace).await {
             tracing::warn!("some connections did not finish within the shutdown grace period");
+        }
+        // Let presence record the last sessions' ends, then stop following.
+        self.ctx.router.end_session_events();
+        if let Some(follower) = self.follower {
+            let _ = tokio::time::timeout(grace, follower).await;
         }
         if let Err(error) = self.ctx.store.flush().await {
             tracing::error!(%error, "final store flush failed");
@@ -313,4 +354,21 @@ fn spawn_dedup_sweep(store: &Arc<SledStore>) {
             }
         }
     });
+}
+
+/// Presence and calls follow devices through the router's session events, in order,
+/// on this one task. It ends when the router (and so the broker) is gone.
+/// Holds the context weakly: the broker's shutdown drops the last strong reference,
+/// which closes the store.
+async fn follow_sessions(
+    ctx: std::sync::Weak<BrokerContext>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::router::SessionEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let Some(ctx) = ctx.upgrade() else {
+            return;
+        };
+        ctx.calls.on_session_event(&event);
+        ctx.presence.on_session_event(&event).await;
+    }
 }

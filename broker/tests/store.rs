@@ -1,11 +1,12 @@
 //! The sled store on its own: group commit, dedup, seq density, committed-only reads,
-//! accounts and cursors, and survival across reopen.
+//! accounts and cursors, amendments (recall/edit), and survival across reopen.
 
 use std::sync::Arc;
 
 use quip_broker::store::sled::SledOptions;
 use quip_broker::store::{
-    CursorUpdate, Durability, NewMessage, RefreshRecord, SledStore, Store, StoreError, UserRecord,
+    Amend, AmendChange, CursorUpdate, Durability, MarksMoved, NewMessage, RefreshRecord, SledStore,
+    Store, StoreError, UserRecord,
 };
 use quip_protocol::pb;
 
@@ -224,4 +225,142 @@ async fn messages_accounts_and_cursors_survive_reopen() {
         vec![(conv.clone(), 7)]
     );
     assert_eq!(store.read_seq("user_b", &conv).await.unwrap(), 5);
+}
+
+/// A RECALL or EDIT event of `target_seq`, as the chat service builds it.
+fn amendment(from: &str, to: &str, id: &str, target_seq: u64, change: AmendChange) -> NewMessage {
+    let mut message = text_message(from, to, id);
+    let text = match &change {
+        AmendChange::Edit { text } => Some(text.clone()),
+        AmendChange::Recall { .. } => None,
+    };
+    message.message.kind = match change {
+        AmendChange::Edit { .. } => pb::MessageKind::Edit,
+        AmendChange::Recall { .. } => pb::MessageKind::Recall,
+    } as i32;
+    message.message.content = Some(pb::message::Content::Amendment(pb::Amendment {
+        target_seq,
+        target_msg_id: String::new(),
+        text,
+    }));
+    message.amend = Some(Amend { target_seq, change });
+    message
+}
+
+fn edit(text: &str) -> AmendChange {
+    AmendChange::Edit {
+        text: pb::TextContent {
+            text: text.into(),
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn amendments_rewrite_their_target_and_a_recall_erases_every_copy_of_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Durability::Os);
+    let conv = quip_protocol::ids::single_conv_id("user_a", "user_b");
+    store
+        .append(text_message("user_a", "user_b", "m1"))
+        .await
+        .unwrap();
+    let edited = store
+        .append(amendment("user_a", "user_b", "e1", 1, edit("secret v2")))
+        .await
+        .unwrap();
+    assert_eq!(edited.message.seq, 2, "an edit takes the next seq");
+    let target = store.range(&conv, 1, 1, 1).await.unwrap().pop().unwrap();
+    assert!(target.edited_at_ms > 0);
+    assert!(
+        matches!(&target.content, Some(pb::message::Content::Text(t)) if t.text == "secret v2")
+    );
+
+    // An edit and a recall of the same message in one batch: the recall wins and
+    // erases the text from the target and from both edit events.
+    let (second_edit, recall) = tokio::join!(
+        store.append(amendment("user_a", "user_b", "e2", 1, edit("secret v3"))),
+        store.append(amendment(
+            "user_a",
+            "user_b",
+            "r1",
+            1,
+            AmendChange::Recall {
+                by: "user_a".into()
+            }
+        )),
+    );
+    second_edit.unwrap();
+    recall.unwrap();
+    let all = store.range(&conv, 1, 10, 10).await.unwrap();
+    assert_eq!(all.len(), 4);
+    let target = &all[0];
+    assert!(target.recalled);
+    assert_eq!(target.recalled_by, "user_a");
+    assert_eq!(target.content, None);
+    for event in &all[1..] {
+        let Some(pb::message::Content::Amendment(amendment)) = &event.content else {
+            panic!("an amendment event: {event:?}");
+        };
+        assert_eq!(
+            amendment.text, None,
+            "no copy of the text is left: {event:?}"
+        );
+    }
+
+    // A recalled message cannot be edited or recalled again, and a refused
+    // amendment takes no seq.
+    let refused = store
+        .append(amendment("user_a", "user_b", "e3", 1, edit("back")))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert_eq!(store.last_seq(&conv).await.unwrap(), 4);
+    assert_eq!(store.amendments_in(&conv, 1, 4).await.unwrap(), 3);
+    assert_eq!(store.amendments_in(&conv, 3, 4).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn marks_report_only_when_they_move_and_list_by_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Durability::Os);
+    let conv = "group:group_g";
+    let update = |delivered, read| CursorUpdate {
+        conv_id: conv.into(),
+        delivered_seq: delivered,
+        read_seq: read,
+    };
+    let moved = store
+        .update_cursors("user_b", "phone", vec![update(5, 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        moved,
+        vec![MarksMoved {
+            conv_id: conv.into(),
+            read_seq: 3,
+            delivered_seq: 5
+        }]
+    );
+    // Another device of the same user behind the first: the user's marks stay.
+    let moved = store
+        .update_cursors("user_b", "laptop", vec![update(4, 2)])
+        .await
+        .unwrap();
+    assert!(moved.is_empty());
+    store
+        .update_cursors("user_c", "phone", vec![update(0, 7)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_marks(conv).await.unwrap(),
+        vec![("user_b".to_owned(), 3), ("user_c".to_owned(), 7)]
+    );
+    assert_eq!(
+        store.delivered_marks(conv).await.unwrap(),
+        vec![("user_b".to_owned(), 5)]
+    );
+    assert_eq!(store.read_seq("user_c", conv).await.unwrap(), 7);
+    store.set_last_seen("user_b", 1234).await.unwrap();
+    assert_eq!(store.last_seen("user_b").await.unwrap(), 1234);
+    assert_eq!(store.last_seen("user_c").await.unwrap(), 0);
 }

@@ -127,7 +127,7 @@ impl Conn {
                     Event::State(ConnectionState::Closed { reason }) => {
                         return Some(Incoming::Closed(reason));
                     }
-                    Event::State(_) | Event::Typing(_) => {}
+                    _ => {}
                 }
             },
             Link::Ws(client) => client.next().await,

@@ -97,6 +97,22 @@ impl FrameDecoder {
     }
 }
 
+/// Decodes a QUIC datagram, which holds exactly one frame in the stream encoding.
+/// Anything else (a partial frame, trailing bytes, bad protobuf) is `Bad`.
+pub fn decode_datagram<M: Message + Default>(datagram: &[u8]) -> Result<M, FrameError> {
+    let Some((len, prefix_len)) = peek_varint(datagram)? else {
+        return Err(FrameError::Bad(
+            "datagram ends inside the length prefix".into(),
+        ));
+    };
+    if datagram.len() - prefix_len != len as usize {
+        return Err(FrameError::Bad(
+            "a datagram must hold exactly one whole frame".into(),
+        ));
+    }
+    M::decode(&datagram[prefix_len..]).map_err(|e| FrameError::Bad(e.to_string()))
+}
+
 /// Reads a varint at the start of `buf` without consuming it: `Ok(None)` if more bytes
 /// are needed, an error if it runs past 10 bytes or overflows 64 bits.
 fn peek_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, FrameError> {

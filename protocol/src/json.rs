@@ -7,6 +7,13 @@ use serde_json::{Map, Value, json};
 
 use crate::pb::{self, MessageKind};
 
+mod realtime;
+
+pub use realtime::{
+    call_event_to_json, call_ok_to_json, call_request_from_json, call_summary_to_json,
+    edit_request_from_json, presence_to_json, recall_request_from_json, receipt_to_json,
+};
+
 /// SimpleIM's type codes, and Quip's additions (40 and up).
 pub mod types {
     pub const SINGLE: i64 = 1;
@@ -23,6 +30,13 @@ pub mod types {
     /// Quip: a delivered report (`conversation_id`, `seq`): the resume point.
     pub const DELIVERED: i64 = 32;
     pub const TYPING: i64 = 33;
+    /// Quip: a user's presence changed (pushed; `user_id`, `online`, `last_seen`,
+    /// `devices`, `version`).
+    pub const PRESENCE: i64 = 34;
+    /// Quip: recall a message (client → server), and the RECALL event (a message).
+    pub const RECALL: i64 = 35;
+    /// Quip: edit a message (client → server), and the EDIT event (a message).
+    pub const EDIT: i64 = 36;
     /// Quip: the sync after connecting is complete.
     pub const SYNC_DONE: i64 = 40;
     /// Quip: where the broker resumes this device in a conversation (`conversation_id`,
@@ -30,6 +44,10 @@ pub mod types {
     pub const RESUME_FROM: i64 = 41;
     /// Quip: an error answering a frame; the connection stays open.
     pub const ERROR: i64 = 50;
+    /// Quip: call signalling, both ways (`action`, `call_id`, …).
+    pub const CALL: i64 = 60;
+    /// Quip: the answer to a call frame (`call_id`, `ice_servers`).
+    pub const CALL_OK: i64 = 61;
     pub const HEARTBEAT: i64 = 99;
     pub const HEARTBEAT_REPLY: i64 = 100;
 }
@@ -60,6 +78,8 @@ pub fn message_to_json(message: &pb::Message) -> Value {
         MessageKind::Video => types::VIDEO,
         MessageKind::File => types::FILE,
         MessageKind::Custom => types::CUSTOM,
+        MessageKind::Recall => types::RECALL,
+        MessageKind::Edit => types::EDIT,
     };
     let content = match &message.content {
         Some(pb::message::Content::Text(text)) => json!({
@@ -84,7 +104,20 @@ pub fn message_to_json(message: &pb::Message) -> Value {
             "text": system.text,
             "event": system.event,
             "user_ids": system.user_ids,
+            "call": system.call.as_ref().map(call_summary_to_json),
         }),
+        Some(pb::message::Content::Amendment(amendment)) => {
+            let mut content = json!({
+                "target_seq": amendment.target_seq,
+                "target_message_id": amendment.target_msg_id,
+            });
+            if let Some(text) = &amendment.text {
+                content["text"] = json!(text.text);
+                content["at_user_ids"] = json!(text.mention_user_ids);
+                content["at_all"] = json!(text.mention_all);
+            }
+            content
+        }
         None => json!({}),
     };
     json!({
@@ -100,6 +133,7 @@ pub fn message_to_json(message: &pb::Message) -> Value {
         "client_msg_id": message.client_msg_id,
         "edited_at": message.edited_at_ms,
         "recalled": message.recalled,
+        "recalled_by": message.recalled_by,
     })
 }
 
@@ -156,29 +190,9 @@ pub fn send_request_from_json(frame: &Map<String, Value>) -> Result<pb::SendRequ
                     .to_owned(),
                 _ => return Err(err("content must be an object with text")),
             };
-            let strings = |key: &str| -> Vec<String> {
-                content
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let mention_all = content
-                .get("at_all")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
             (
                 MessageKind::Text,
-                pb::send_request::Content::Text(pb::TextContent {
-                    text,
-                    mention_user_ids: strings("at_user_ids"),
-                    mention_all,
-                }),
+                pb::send_request::Content::Text(text_content(text, &content)),
             )
         }
         types::IMAGE | types::VOICE | types::VIDEO | types::FILE => {
@@ -229,6 +243,28 @@ pub fn send_request_from_json(frame: &Map<String, Value>) -> Result<pb::SendRequ
         content: Some(content),
         client_msg_id: client_msg_id.to_owned(),
     })
+}
+
+/// A TextContent from `text` and the mentions in a browser `content` object.
+fn text_content(text: String, content: &Value) -> pb::TextContent {
+    let mention_user_ids = content
+        .get("at_user_ids")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::TextContent {
+        text,
+        mention_user_ids,
+        mention_all: content
+            .get("at_all")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
 }
 
 /// The ACK of a browser send: echoes the client's `message_id` (so SimpleIM's client
@@ -322,6 +358,7 @@ mod tests {
                 event: "member_joined".into(),
                 user_ids: vec!["user_a".into()],
                 text: "a joined".into(),
+                call: None,
             })),
             sent_at_ms: 42,
             ..Default::default()

@@ -22,7 +22,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/quip.v1.rs"));
 }
 
-pub use codec::{FrameDecoder, FrameError, encode_frame, encode_frame_bytes};
+pub use codec::{FrameDecoder, FrameError, decode_datagram, encode_frame, encode_frame_bytes};
 pub use error::ErrorCode;
 pub use pb::{ClientFrame, ServerFrame, client_frame, server_frame};
 

@@ -3,9 +3,10 @@
 //! to back come out in order.
 //!
 //! The strategies build every `ClientFrame` and `ServerFrame` body variant and every
-//! nested oneof (Hello auth, send and message content, optional tokens). Struct literals
-//! name every field and the variant names below match exhaustively, so a field or a
-//! variant added to the schema fails to compile here until it is covered.
+//! nested oneof (Hello auth, send and message content, optional tokens, a system
+//! message's call summary, an edit's or amendment's text). Struct literals name every
+//! field and the variant names below match exhaustively, so a field or a variant added
+//! to the schema fails to compile here until it is covered.
 
 use std::fmt::Debug;
 
@@ -118,10 +119,21 @@ fn custom_content() -> BoxedStrategy<pb::CustomContent> {
 }
 
 fn system_content() -> BoxedStrategy<pb::SystemContent> {
-    (text(), strings(), text())
-        .prop_map(|(event, user_ids, text)| pb::SystemContent {
+    (text(), strings(), text(), prop::option::of(call_summary()))
+        .prop_map(|(event, user_ids, text, call)| pb::SystemContent {
             event,
             user_ids,
+            text,
+            call,
+        })
+        .boxed()
+}
+
+fn amendment() -> BoxedStrategy<pb::Amendment> {
+    (num(), text(), prop::option::of(text_content()))
+        .prop_map(|(target_seq, target_msg_id, text)| pb::Amendment {
+            target_seq,
+            target_msg_id,
             text,
         })
         .boxed()
@@ -134,6 +146,7 @@ fn message_content() -> BoxedStrategy<Option<message::Content>> {
         2 => file_content().prop_map(|c| Some(message::Content::File(c))),
         2 => custom_content().prop_map(|c| Some(message::Content::Custom(c))),
         2 => system_content().prop_map(|c| Some(message::Content::System(c))),
+        2 => amendment().prop_map(|c| Some(message::Content::Amendment(c))),
     ]
     .boxed()
 }
@@ -142,13 +155,13 @@ fn chat_message() -> BoxedStrategy<pb::Message> {
     (
         (text(), text(), num(), text(), text(), text(), kind()),
         message_content(),
-        (text(), num(), num(), any::<bool>(), text()),
+        (text(), num(), num(), any::<bool>(), text(), text()),
     )
         .prop_map(
             |(
                 (msg_id, conv_id, seq, from, to, group_id, kind),
                 content,
-                (client_msg_id, sent_at_ms, edited_at_ms, recalled, from_device),
+                (client_msg_id, sent_at_ms, edited_at_ms, recalled, from_device, recalled_by),
             )| pb::Message {
                 msg_id,
                 conv_id,
@@ -163,6 +176,7 @@ fn chat_message() -> BoxedStrategy<pb::Message> {
                 edited_at_ms,
                 recalled,
                 from_device,
+                recalled_by,
             },
         )
         .boxed()
@@ -450,6 +464,27 @@ fn pong() -> BoxedStrategy<pb::Pong> {
         .boxed()
 }
 
+fn recall_request() -> BoxedStrategy<pb::RecallRequest> {
+    (text(), num(), text())
+        .prop_map(|(conv_id, seq, client_msg_id)| pb::RecallRequest {
+            conv_id,
+            seq,
+            client_msg_id,
+        })
+        .boxed()
+}
+
+fn edit_request() -> BoxedStrategy<pb::EditRequest> {
+    (text(), num(), prop::option::of(text_content()), text())
+        .prop_map(|(conv_id, seq, text, client_msg_id)| pb::EditRequest {
+            conv_id,
+            seq,
+            text,
+            client_msg_id,
+        })
+        .boxed()
+}
+
 // ---------------------------------------------------------------------------------
 // error.proto
 // ---------------------------------------------------------------------------------
@@ -709,6 +744,220 @@ fn group_response() -> BoxedStrategy<pb::GroupResponse> {
 }
 
 // ---------------------------------------------------------------------------------
+// presence.proto
+// ---------------------------------------------------------------------------------
+
+fn presence() -> BoxedStrategy<pb::Presence> {
+    (text(), any::<bool>(), num(), num32(), num())
+        .prop_map(
+            |(user_id, online, last_seen_ms, devices, version)| pb::Presence {
+                user_id,
+                online,
+                last_seen_ms,
+                devices,
+                version,
+            },
+        )
+        .boxed()
+}
+
+fn presence_request() -> BoxedStrategy<pb::PresenceRequest> {
+    strings()
+        .prop_map(|user_ids| pb::PresenceRequest { user_ids })
+        .boxed()
+}
+
+fn presence_list() -> BoxedStrategy<pb::PresenceList> {
+    vec(presence(), 0..5)
+        .prop_map(|presences| pb::PresenceList { presences })
+        .boxed()
+}
+
+fn group_presence_request() -> BoxedStrategy<pb::GroupPresenceRequest> {
+    (text(), num32())
+        .prop_map(|(group_id, limit)| pb::GroupPresenceRequest { group_id, limit })
+        .boxed()
+}
+
+fn group_presence() -> BoxedStrategy<pb::GroupPresence> {
+    (text(), num32(), num32(), strings())
+        .prop_map(
+            |(group_id, member_count, online_count, online_user_ids)| pb::GroupPresence {
+                group_id,
+                member_count,
+                online_count,
+                online_user_ids,
+            },
+        )
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------------
+// receipt.proto
+// ---------------------------------------------------------------------------------
+
+fn receipt() -> BoxedStrategy<pb::Receipt> {
+    (text(), text(), num(), num())
+        .prop_map(|(conv_id, user_id, read_seq, delivered_seq)| pb::Receipt {
+            conv_id,
+            user_id,
+            read_seq,
+            delivered_seq,
+        })
+        .boxed()
+}
+
+fn receipts_request() -> BoxedStrategy<pb::ReceiptsRequest> {
+    (text(), vec(num(), 0..6))
+        .prop_map(|(conv_id, seqs)| pb::ReceiptsRequest { conv_id, seqs })
+        .boxed()
+}
+
+fn receipt_count() -> BoxedStrategy<pb::ReceiptCount> {
+    (num(), num32(), num32(), num32())
+        .prop_map(|(seq, read, delivered, recipients)| pb::ReceiptCount {
+            seq,
+            read,
+            delivered,
+            recipients,
+        })
+        .boxed()
+}
+
+fn receipt_counts() -> BoxedStrategy<pb::ReceiptCounts> {
+    (text(), vec(receipt_count(), 0..5))
+        .prop_map(|(conv_id, counts)| pb::ReceiptCounts { conv_id, counts })
+        .boxed()
+}
+
+fn readers_request() -> BoxedStrategy<pb::ReadersRequest> {
+    (text(), num(), text(), num32())
+        .prop_map(|(conv_id, seq, after_user_id, limit)| pb::ReadersRequest {
+            conv_id,
+            seq,
+            after_user_id,
+            limit,
+        })
+        .boxed()
+}
+
+fn readers() -> BoxedStrategy<pb::Readers> {
+    (text(), num(), strings(), text())
+        .prop_map(|(conv_id, seq, user_ids, next_after_user_id)| pb::Readers {
+            conv_id,
+            seq,
+            user_ids,
+            next_after_user_id,
+        })
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------------
+// call.proto
+// ---------------------------------------------------------------------------------
+
+fn call_media() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::CallMedia::try_from(v).is_ok())
+}
+
+fn call_action() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::CallAction::try_from(v).is_ok())
+}
+
+fn call_end_reason() -> BoxedStrategy<i32> {
+    enum_value(|v| pb::CallEndReason::try_from(v).is_ok())
+}
+
+fn ice_server() -> BoxedStrategy<pb::IceServer> {
+    (strings(), text(), text())
+        .prop_map(|(urls, username, credential)| pb::IceServer {
+            urls,
+            username,
+            credential,
+        })
+        .boxed()
+}
+
+fn ice_servers() -> BoxedStrategy<Vec<pb::IceServer>> {
+    vec(ice_server(), 0..4).boxed()
+}
+
+fn call_request() -> BoxedStrategy<pb::CallRequest> {
+    (text(), call_action(), text(), call_media(), text(), text())
+        .prop_map(
+            |(call_id, action, to, media, sdp, candidate)| pb::CallRequest {
+                call_id,
+                action,
+                to,
+                media,
+                sdp,
+                candidate,
+            },
+        )
+        .boxed()
+}
+
+fn call_ok() -> BoxedStrategy<pb::CallOk> {
+    (text(), ice_servers(), call_end_reason())
+        .prop_map(|(call_id, ice_servers, ended)| pb::CallOk {
+            call_id,
+            ice_servers,
+            ended,
+        })
+        .boxed()
+}
+
+fn call_event() -> BoxedStrategy<pb::CallEvent> {
+    (
+        (text(), call_action(), text(), text(), call_media()),
+        (text(), text(), call_end_reason(), num()),
+        (ice_servers(), text()),
+    )
+        .prop_map(
+            |(
+                (call_id, action, from, from_device, media),
+                (sdp, candidate, reason, duration_ms),
+                (ice_servers, peer),
+            )| pb::CallEvent {
+                call_id,
+                action,
+                from,
+                from_device,
+                media,
+                sdp,
+                candidate,
+                reason,
+                duration_ms,
+                ice_servers,
+                peer,
+            },
+        )
+        .boxed()
+}
+
+fn call_summary() -> BoxedStrategy<pb::CallSummary> {
+    (
+        text(),
+        call_media(),
+        text(),
+        text(),
+        call_end_reason(),
+        num(),
+    )
+        .prop_map(
+            |(call_id, media, caller, callee, reason, duration_ms)| pb::CallSummary {
+                call_id,
+                media,
+                caller,
+                callee,
+                reason,
+                duration_ms,
+            },
+        )
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------------
 // frame.proto
 // ---------------------------------------------------------------------------------
 
@@ -726,6 +975,13 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         2 => lookup_user().prop_map(|b| Some(Body::LookupUser(b))),
         2 => typing().prop_map(|b| Some(Body::Typing(b))),
         8 => group_request().prop_map(|b| Some(Body::Group(b))),
+        2 => presence_request().prop_map(|b| Some(Body::Presence(b))),
+        2 => group_presence_request().prop_map(|b| Some(Body::GroupPresence(b))),
+        2 => receipts_request().prop_map(|b| Some(Body::Receipts(b))),
+        2 => readers_request().prop_map(|b| Some(Body::Readers(b))),
+        2 => call_request().prop_map(|b| Some(Body::Call(b))),
+        2 => recall_request().prop_map(|b| Some(Body::Recall(b))),
+        3 => edit_request().prop_map(|b| Some(Body::Edit(b))),
     ]
     .boxed()
 }
@@ -754,6 +1010,14 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         2 => sync_done().prop_map(|b| Some(Body::SyncDone(b))),
         2 => resume_from().prop_map(|b| Some(Body::ResumeFrom(b))),
         8 => group_response().prop_map(|b| Some(Body::Group(b))),
+        2 => presence().prop_map(|b| Some(Body::Presence(b))),
+        3 => presence_list().prop_map(|b| Some(Body::Presences(b))),
+        2 => group_presence().prop_map(|b| Some(Body::GroupPresence(b))),
+        2 => receipt().prop_map(|b| Some(Body::Receipt(b))),
+        3 => receipt_counts().prop_map(|b| Some(Body::ReceiptCounts(b))),
+        2 => readers().prop_map(|b| Some(Body::Readers(b))),
+        3 => call_event().prop_map(|b| Some(Body::CallEvent(b))),
+        3 => call_ok().prop_map(|b| Some(Body::CallOk(b))),
     ]
     .boxed()
 }
@@ -876,6 +1140,20 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
             names.extend(group_request_variants(g));
             names
         }
+        Some(Body::Presence(_)) => vec!["client:presence"],
+        Some(Body::GroupPresence(_)) => vec!["client:group_presence"],
+        Some(Body::Receipts(_)) => vec!["client:receipts"],
+        Some(Body::Readers(_)) => vec!["client:readers"],
+        Some(Body::Call(_)) => vec!["client:call"],
+        Some(Body::Recall(_)) => vec!["client:recall"],
+        Some(Body::Edit(e)) => {
+            let text = if e.text.is_some() {
+                "edit:text"
+            } else {
+                "edit:no-text"
+            };
+            vec!["client:edit", text]
+        }
     }
 }
 
@@ -960,13 +1238,30 @@ fn group_response_variants(response: &pb::GroupResponse) -> Vec<&'static str> {
     }
 }
 
-fn message_variant(message: &pb::Message) -> &'static str {
+/// Names of a message's content variant and, for system and amendment content, whether
+/// its optional nested message is set.
+fn message_variants(message: &pb::Message) -> Vec<&'static str> {
     match &message.content {
-        None => "message:no-content",
-        Some(message::Content::Text(_)) => "message:text",
-        Some(message::Content::File(_)) => "message:file",
-        Some(message::Content::Custom(_)) => "message:custom",
-        Some(message::Content::System(_)) => "message:system",
+        None => vec!["message:no-content"],
+        Some(message::Content::Text(_)) => vec!["message:text"],
+        Some(message::Content::File(_)) => vec!["message:file"],
+        Some(message::Content::Custom(_)) => vec!["message:custom"],
+        Some(message::Content::System(s)) => {
+            let call = if s.call.is_some() {
+                "system:call"
+            } else {
+                "system:no-call"
+            };
+            vec!["message:system", call]
+        }
+        Some(message::Content::Amendment(a)) => {
+            let text = if a.text.is_some() {
+                "amendment:text"
+            } else {
+                "amendment:no-text"
+            };
+            vec!["message:amendment", text]
+        }
     }
 }
 
@@ -1000,13 +1295,49 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
         Some(Body::Typing(_)) => vec!["server:typing"],
         Some(Body::Deliver(d)) => match &d.message {
             None => vec!["server:deliver", "deliver:empty"],
-            Some(m) => vec!["server:deliver", message_variant(m)],
+            Some(m) => {
+                let mut names = vec!["server:deliver"];
+                names.extend(message_variants(m));
+                names
+            }
         },
         Some(Body::SyncDone(_)) => vec!["server:sync_done"],
         Some(Body::ResumeFrom(_)) => vec!["server:resume_from"],
         Some(Body::Group(g)) => {
             let mut names = vec!["server:group"];
             names.extend(group_response_variants(g));
+            names
+        }
+        Some(Body::Presence(_)) => vec!["server:presence"],
+        Some(Body::Presences(list)) => {
+            let mut names = vec!["server:presences"];
+            if !list.presences.is_empty() {
+                names.push("presences:presences");
+            }
+            names
+        }
+        Some(Body::GroupPresence(_)) => vec!["server:group_presence"],
+        Some(Body::Receipt(_)) => vec!["server:receipt"],
+        Some(Body::ReceiptCounts(counts)) => {
+            let mut names = vec!["server:receipt_counts"];
+            if !counts.counts.is_empty() {
+                names.push("receipt_counts:counts");
+            }
+            names
+        }
+        Some(Body::Readers(_)) => vec!["server:readers"],
+        Some(Body::CallEvent(event)) => {
+            let mut names = vec!["server:call_event"];
+            if !event.ice_servers.is_empty() {
+                names.push("call_event:ice_servers");
+            }
+            names
+        }
+        Some(Body::CallOk(ok)) => {
+            let mut names = vec!["server:call_ok"];
+            if !ok.ice_servers.is_empty() {
+                names.push("call_ok:ice_servers");
+            }
             names
         }
     }
@@ -1077,6 +1408,15 @@ fn client_strategy_reaches_every_variant() {
         "group:mute_all",
         "group:join_requests",
         "group:decide",
+        "client:presence",
+        "client:group_presence",
+        "client:receipts",
+        "client:readers",
+        "client:call",
+        "client:recall",
+        "client:edit",
+        "edit:text",
+        "edit:no-text",
     ] {
         assert!(
             seen.contains(expected),
@@ -1110,6 +1450,11 @@ fn server_strategy_reaches_every_variant() {
         "message:file",
         "message:custom",
         "message:system",
+        "system:call",
+        "system:no-call",
+        "message:amendment",
+        "amendment:text",
+        "amendment:no-text",
         "server:sync_done",
         "server:resume_from",
         "server:group",
@@ -1124,6 +1469,18 @@ fn server_strategy_reaches_every_variant() {
         "members:members",
         "group_result:join_requests",
         "join_requests:requests",
+        "server:presence",
+        "server:presences",
+        "presences:presences",
+        "server:group_presence",
+        "server:receipt",
+        "server:receipt_counts",
+        "receipt_counts:counts",
+        "server:readers",
+        "server:call_event",
+        "call_event:ice_servers",
+        "server:call_ok",
+        "call_ok:ice_servers",
     ] {
         assert!(
             seen.contains(expected),
@@ -1154,6 +1511,7 @@ fn hand_built_frames_round_trip() {
         edited_at_ms: 1,
         recalled: true,
         from_device: "phone".into(),
+        recalled_by: "user_a".into(),
     };
     let client = ClientFrame {
         req_id: 7,
@@ -1222,4 +1580,94 @@ fn hand_built_frames_round_trip() {
     check_round_trip(&update, b"\x00").unwrap();
     check_round_trip(&changed, b"").unwrap();
     check_concatenated(&[update.clone(), ClientFrame::default(), update]).unwrap();
+
+    // Nested messages added with recall, edit and calls: an amendment carrying the
+    // edited text, a system message carrying a call summary, and call signalling.
+    let edited = pb::TextContent {
+        text: "edited ✏️".into(),
+        mention_user_ids: vec!["user_b".into()],
+        mention_all: false,
+    };
+    let amendment = pb::Message {
+        msg_id: "msg_0000000000010000002b".into(),
+        conv_id: "single:user_a:user_b".into(),
+        seq: 43,
+        from: "user_a".into(),
+        to: "user_b".into(),
+        group_id: String::new(),
+        kind: pb::MessageKind::Edit as i32,
+        content: Some(message::Content::Amendment(pb::Amendment {
+            target_seq: 42,
+            target_msg_id: "msg_0000000000010000002a".into(),
+            text: Some(edited.clone()),
+        })),
+        client_msg_id: "c-2".into(),
+        sent_at_ms: 1_700_000_000_001,
+        edited_at_ms: 0,
+        recalled: false,
+        from_device: "phone".into(),
+        recalled_by: String::new(),
+    };
+    let call_summary = pb::Message {
+        kind: pb::MessageKind::System as i32,
+        content: Some(message::Content::System(pb::SystemContent {
+            event: "call".into(),
+            user_ids: vec!["user_a".into(), "user_b".into()],
+            text: "Video call, 1:02".into(),
+            call: Some(pb::CallSummary {
+                call_id: "call_1".into(),
+                media: pb::CallMedia::Video as i32,
+                caller: "user_a".into(),
+                callee: "user_b".into(),
+                reason: pb::CallEndReason::Completed as i32,
+                duration_ms: 62_000,
+            }),
+        })),
+        seq: 44,
+        ..amendment.clone()
+    };
+    let edit = ClientFrame {
+        req_id: 11,
+        body: Some(client_frame::Body::Edit(pb::EditRequest {
+            conv_id: "single:user_a:user_b".into(),
+            seq: 42,
+            text: Some(edited),
+            client_msg_id: "c-2".into(),
+        })),
+    };
+    let call_event = ServerFrame {
+        req_id: 0,
+        body: Some(server_frame::Body::CallEvent(pb::CallEvent {
+            call_id: "call_1".into(),
+            action: pb::CallAction::Invite as i32,
+            from: "user_a".into(),
+            from_device: "laptop-1".into(),
+            media: pb::CallMedia::Video as i32,
+            sdp: "v=0\r\n".into(),
+            candidate: "{\"candidate\":\"\"}".into(),
+            reason: pb::CallEndReason::Unspecified as i32,
+            duration_ms: 0,
+            ice_servers: vec![pb::IceServer {
+                urls: vec!["turn:turn.example.com:3478".into()],
+                username: "1700000000:user_b".into(),
+                credential: "s3cr3t".into(),
+            }],
+            peer: "user_a".into(),
+        })),
+    };
+    let deliveries: Vec<ServerFrame> = [amendment, call_summary]
+        .into_iter()
+        .map(|m| ServerFrame {
+            req_id: 0,
+            body: Some(server_frame::Body::Deliver(pb::Deliver {
+                message: Some(m),
+            })),
+        })
+        .collect();
+    check_round_trip(&edit, b"").unwrap();
+    check_round_trip(&call_event, b"\x01").unwrap();
+    for frame in &deliveries {
+        check_round_trip(frame, b"").unwrap();
+    }
+    check_concatenated(&[deliveries[0].clone(), call_event, deliveries[1].clone()]).unwrap();
 }

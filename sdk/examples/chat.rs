@@ -211,6 +211,8 @@ impl Chat {
                     println!("* {} is typing…", self.who(&notice.from));
                 }
             }
+            // Presence, receipts, calls: not shown by this example.
+            _ => {}
         }
     }
 
@@ -540,6 +542,9 @@ fn content_text(message: &pb::Message) -> String {
             format!("[file {} ({} bytes)]", file.name, file.size)
         }
         Some(pb::message::Content::Custom(custom)) => format!("[custom {}]", custom.json),
+        Some(pb::message::Content::Amendment(change)) => {
+            format!("[changes message #{}]", change.target_seq)
+        }
         None => String::new(),
     }
 }

@@ -62,7 +62,7 @@ impl Client {
                 options.device_id
             )));
         }
-        let quic = client_config(&trust, &options.transport)?;
+        let quic = client_config(&trust, &options.transport, options.datagrams)?;
         let link = dial_with(&quic, addr, &options.server_name, options.endpoint.as_ref()).await?;
         Ok(Client {
             shared: Arc::new(Shared::new(addr, options, quic)),
@@ -278,36 +278,6 @@ impl Client {
         }
     }
 
-    /// Marks a conversation read up to `seq`; the other members' devices get a read
-    /// receipt.
-    pub async fn mark_read(&self, conv_id: &str, seq: u64) -> Result<()> {
-        let body = client_frame::Body::Report(pb::ReportCursors {
-            reports: vec![pb::CursorReport {
-                conv_id: conv_id.to_string(),
-                delivered_seq: 0,
-                read_seq: seq,
-            }],
-        });
-        match self.shared.request(body, true).await? {
-            server_frame::Body::ReportOk(_) => Ok(()),
-            _ => Err(SdkError::UnexpectedResponse("expected ReportOk")),
-        }
-    }
-
-    /// Tells the conversation's other online devices that this user is typing (or
-    /// recording, or stopped). Call it at most every few seconds while typing; the
-    /// indicator expires by itself.
-    pub async fn typing(&self, conv_id: &str, kind: pb::TypingKind) -> Result<()> {
-        let body = client_frame::Body::Typing(pb::Typing {
-            conv_id: conv_id.to_string(),
-            kind: kind as i32,
-        });
-        match self.shared.request(body, false).await? {
-            server_frame::Body::ReportOk(_) => Ok(()),
-            _ => Err(SdkError::UnexpectedResponse("expected ReportOk")),
-        }
-    }
-
     /// Round-trip time of a `Ping` on the control stream.
     pub async fn ping(&self) -> Result<Duration> {
         let started = Instant::now();
@@ -413,7 +383,7 @@ impl Client {
 
 /// A random dedup key: 128 bits, so collisions between a sender's messages are not a
 /// concern.
-fn new_client_msg_id() -> String {
+pub(crate) fn new_client_msg_id() -> String {
     format!("c{:032x}", rand::random::<u128>())
 }
 

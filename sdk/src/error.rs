@@ -58,6 +58,10 @@ pub enum SdkError {
     #[error("invalid option: {0}")]
     InvalidOption(String),
 
+    /// A method was called with an argument it never accepts; nothing was sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
     /// Local socket error (binding the client endpoint, reading a cert file).
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

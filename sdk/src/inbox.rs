@@ -113,10 +113,24 @@ impl Inbox {
         self.queue.push_back(Event::State(state));
     }
 
-    /// A typing notice; dropped when the queue is full (it expires anyway).
-    pub(crate) fn push_typing(&mut self, notice: pb::TypingNotice) {
-        if self.queue.len() < self.capacity {
-            self.queue.push_back(Event::Typing(notice));
+    /// An event that may be lost anyway (typing, presence); dropped when the queue is
+    /// full, because reading datagrams does not wait for the application. Returns
+    /// whether it was queued.
+    pub(crate) fn push_ephemeral(&mut self, event: Event) -> bool {
+        if self.finished || self.queue.len() >= self.capacity {
+            return false;
+        }
+        self.queue.push_back(event);
+        true
+    }
+
+    /// A push that must not be lost (receipts, call events). The control stream also
+    /// carries responses, so its reader cannot wait for room: these may exceed the
+    /// soft bound, by as many as the broker pushes while the application is not
+    /// taking events (the broker bounds its own push queue per session).
+    pub(crate) fn push_reliable(&mut self, event: Event) {
+        if !self.finished {
+            self.queue.push_back(event);
         }
     }
 
@@ -638,5 +652,25 @@ mod tests {
             }))
         );
         assert_eq!(events.len(), 3);
+    }
+
+    #[test]
+    fn ephemeral_events_yield_to_a_full_queue_reliable_ones_do_not() {
+        let mut inbox = Inbox::new(2);
+        inbox.connected("user_me", "laptop", 1);
+        let typing = || Event::Typing(pb::TypingNotice::default());
+        assert!(inbox.push_ephemeral(typing()));
+        assert!(
+            !inbox.push_ephemeral(typing()),
+            "Connected + typing fill it"
+        );
+        inbox.push_reliable(Event::Receipt(pb::Receipt::default()));
+        inbox.push_reliable(Event::Call(pb::CallEvent::default()));
+        assert_eq!(std::iter::from_fn(|| inbox.pop()).count(), 4);
+        inbox.finish("bye".into());
+        inbox.push_reliable(Event::Receipt(pb::Receipt::default()));
+        assert!(!inbox.push_ephemeral(typing()));
+        let events: Vec<Event> = std::iter::from_fn(|| inbox.pop()).collect();
+        assert_eq!(events.len(), 1, "nothing after Closed: {events:?}");
     }
 }

@@ -21,7 +21,18 @@
 //! - Groups (`groups`): `Client::create_group`, `join_group`, `invite`, ... one
 //!   method per group operation, [`GroupUpdate`]; mutations are never resent after a
 //!   reconnect (see the module docs).
-//! - [`ClientOptions`] (`options`): device id, lanes, buffers, timeouts.
+//! - Typing (`typing`): `Client::typing` (sent as a QUIC datagram where possible)
+//!   and `Client::typing_in` (who is typing now).
+//! - Presence (`presence`): `Client::presence`, `group_presence`, `known_presence`;
+//!   pushes arrive as [`Event::Presence`].
+//! - Receipts (`receipts`): `Client::mark_read`, `receipts` (read by N of M),
+//!   `readers`; pushes arrive as [`Event::Receipt`].
+//! - Calls (`calls`): WebRTC signalling, `Client::call_invite`, `call_action`,
+//!   `call_offer`, `call_answer`, `call_ice`; pushes arrive as [`Event::Call`];
+//!   never resent after a reconnect (see the module docs).
+//! - Recall and edit (`amend`): `Client::recall`, `edit`, and [`apply_amendment`]
+//!   to apply `RECALL` / `EDIT` events to their target.
+//! - [`ClientOptions`] (`options`): device id, lanes, buffers, timeouts, datagrams.
 //! - [`Trust`] (`trust`): which broker certificate to accept (file, DER, pinned
 //!   fingerprint).
 //! - [`dial`], [`TransportOptions`] (`transport`): a raw QUIC connection to a broker.
@@ -32,10 +43,13 @@
 //! Internals: `shared` (state shared with background tasks), `inbox` (in-order
 //! release and the event queue), `outbox` (requests awaiting responses), `framed`
 //! (frames on streams), `handshake` (`Hello`), `session` (one connection's tasks),
-//! `driver` (reconnecting).
+//! `driver` (reconnecting), `datagrams` (QUIC datagrams in and out).
 
+mod amend;
 mod backoff;
+mod calls;
 mod client;
+mod datagrams;
 mod driver;
 mod error;
 mod events;
@@ -45,11 +59,15 @@ mod handshake;
 mod inbox;
 mod options;
 mod outbox;
+mod presence;
+mod receipts;
 mod session;
 mod shared;
 mod transport;
 mod trust;
+mod typing;
 
+pub use amend::{amendment, apply_amendment};
 pub use backoff::ReconnectPolicy;
 pub use client::Client;
 pub use error::{Result, SdkError};

@@ -37,6 +37,13 @@ pub struct ClientOptions {
     /// many connections (a load generator, a multi-account app): one socket and one
     /// endpoint driver instead of thousands. Build it with `quinn::Endpoint::client`.
     pub endpoint: Option<quinn::Endpoint>,
+    /// Use QUIC datagrams for what may be lost: typing notices are sent as one
+    /// datagram each when the connection allows it (else on the control stream), and
+    /// the broker's typing and presence datagrams are read. `false` neither sends nor
+    /// reads datagrams and tells the broker (by not offering datagram support in the
+    /// QUIC handshake) to push typing and presence on the control stream instead:
+    /// for networks that mangle datagrams. Default `true`.
+    pub datagrams: bool,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +59,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             gap_grace: Duration::from_millis(500),
             endpoint: None,
+            datagrams: true,
         }
     }
 }

@@ -6,13 +6,17 @@
 //! written by its caller on the current connection or resent by the session that
 //! installs the next one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use quip_protocol::server_frame;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, SdkError};
+
+/// Fire-and-forget frames (typing notices) kept while no connection is up; older
+/// ones are dropped beyond this, as they are stale anyway.
+const ONEWAY_BACKLOG: usize = 8;
 
 /// Where a response goes.
 pub(crate) type Reply = oneshot::Sender<Result<server_frame::Body>>;
@@ -47,6 +51,8 @@ pub(crate) struct Outbox {
     /// The current connection's control stream writer; `None` between connections.
     writer: Option<mpsc::Sender<Bytes>>,
     phase: Phase,
+    /// Fire-and-forget frames made between connections, for the next one.
+    oneway: VecDeque<Bytes>,
 }
 
 impl Outbox {
@@ -55,6 +61,7 @@ impl Outbox {
             pending: BTreeMap::new(),
             writer: None,
             phase: Phase::Unauthenticated,
+            oneway: VecDeque::new(),
         }
     }
 
@@ -93,6 +100,33 @@ impl Outbox {
         Ok(self.writer.clone())
     }
 
+    /// A frame that expects no response (`req_id` 0): returns the writer to send it
+    /// on now; between connections it is kept for the next one (at most
+    /// [`ONEWAY_BACKLOG`], oldest dropped first).
+    pub(crate) fn oneway(&mut self, frame: Bytes) -> Result<Option<mpsc::Sender<Bytes>>> {
+        match self.phase {
+            Phase::Unauthenticated => return Err(SdkError::NotAuthenticated),
+            Phase::Closed => return Err(SdkError::ClientClosed),
+            Phase::Active => {}
+        }
+        if self.writer.is_none() {
+            if self.oneway.len() == ONEWAY_BACKLOG {
+                self.oneway.pop_front();
+            }
+            self.oneway.push_back(frame);
+        }
+        Ok(self.writer.clone())
+    }
+
+    /// Fails like [`register`](Self::register) would, without registering anything.
+    pub(crate) fn check_phase(&self) -> Result<()> {
+        match self.phase {
+            Phase::Unauthenticated => Err(SdkError::NotAuthenticated),
+            Phase::Closed => Err(SdkError::ClientClosed),
+            Phase::Active => Ok(()),
+        }
+    }
+
     /// Forgets a request whose caller gave up (timeout, dropped future).
     pub(crate) fn forget(&mut self, req_id: u64) {
         self.pending.remove(&req_id);
@@ -113,17 +147,20 @@ impl Outbox {
 
     /// A new connection is ready: it becomes the writer, and every request still
     /// waiting that is resendable or was never written is returned to be written on
-    /// it, oldest first.
+    /// it, oldest first, then the fire-and-forget frames made meanwhile.
     pub(crate) fn install(&mut self, writer: mpsc::Sender<Bytes>) -> Vec<Bytes> {
         self.writer = Some(writer);
-        self.pending
+        let mut frames: Vec<Bytes> = self
+            .pending
             .values_mut()
             .filter(|pending| pending.resend || !pending.written)
             .map(|pending| {
                 pending.written = true;
                 pending.frame.clone()
             })
-            .collect()
+            .collect();
+        frames.extend(self.oneway.drain(..));
+        frames
     }
 
     /// The connection is gone: requests written on it that must not be resent fail
@@ -145,6 +182,7 @@ impl Outbox {
     pub(crate) fn close(&mut self) {
         self.phase = Phase::Closed;
         self.writer = None;
+        self.oneway.clear();
         for (_, pending) in std::mem::take(&mut self.pending) {
             let _ = pending.reply.send(Err(SdkError::ClientClosed));
         }
@@ -240,5 +278,36 @@ mod tests {
         let _rx = request(&mut outbox, 10, true);
         outbox.forget(10);
         assert_eq!(outbox.len(), 0);
+    }
+
+    #[test]
+    fn oneway_frames_go_out_now_or_on_the_next_connection() {
+        let mut outbox = Outbox::new();
+        assert!(matches!(
+            outbox.oneway(Bytes::new()),
+            Err(SdkError::NotAuthenticated)
+        ));
+        outbox.activate();
+        for i in 0..(ONEWAY_BACKLOG as u8 + 2) {
+            assert!(outbox.oneway(Bytes::from(vec![i])).unwrap().is_none());
+        }
+        let (writer, _rx) = mpsc::channel(4);
+        let _send = request(&mut outbox, 1, true);
+        let frames = outbox.install(writer);
+        assert_eq!(frames.len(), 1 + ONEWAY_BACKLOG, "oldest dropped");
+        assert_eq!(frames[1], Bytes::from(vec![2u8]));
+        assert!(outbox.oneway(Bytes::new()).unwrap().is_some(), "connected");
+        outbox.uninstall();
+        let (writer, _rx) = mpsc::channel(4);
+        assert_eq!(
+            outbox.install(writer).len(),
+            1,
+            "only the resendable request"
+        );
+        outbox.close();
+        assert!(matches!(
+            outbox.oneway(Bytes::new()),
+            Err(SdkError::ClientClosed)
+        ));
     }
 }

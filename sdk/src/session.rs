@@ -4,7 +4,11 @@
 //! - the control stream writer (requests, cursor reports) and reader (responses);
 //! - the lane acceptor and one reader per lane (deliveries, `SyncDone`);
 //! - the cursor reporter (batched delivered cursors);
-//! - the gap filler (history fetches for gaps that do not close by themselves).
+//! - the gap filler (history fetches for gaps that do not close by themselves);
+//! - the datagram reader (typing and presence), unless datagrams are off.
+//!
+//! Pushes (`req_id` 0) arrive on the control stream (receipts, call events, and
+//! typing / presence when they do not go as datagrams) and become events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +20,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::datagrams::datagram_loop;
 use crate::error::{Result, SdkError};
+use crate::events::Event;
 use crate::framed::{FrameReader, write_loop};
 use crate::handshake::Established;
 use crate::shared::{Shared, shut_down};
@@ -80,6 +86,7 @@ pub(crate) async fn run(
     }
     shared.inbox_ready.notify_waiters();
 
+    shared.set_connection(Some(connection.clone()));
     let (writer, frames) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     tasks.spawn(write_loop(send, frames).instrument(span.clone()));
@@ -98,6 +105,9 @@ pub(crate) async fn run(
     );
     tasks.spawn(report_loop(shared.clone(), writer.clone()).instrument(span.clone()));
     tasks.spawn(gap_loop(shared.clone()).instrument(span.clone()));
+    if shared.options.datagrams {
+        tasks.spawn(datagram_loop(shared.clone(), connection.clone()).instrument(span.clone()));
+    }
     drop(writer);
 
     let mut closed_by_client = false;
@@ -136,6 +146,7 @@ pub(crate) async fn run(
         _ => None,
     };
     tasks.shutdown().await;
+    shared.set_connection(None);
     shared.outbox().uninstall();
     shared.inbox().disconnected();
     tracing::info!(parent: &span, %reason, "disconnected");
@@ -191,6 +202,11 @@ fn handle_control_frame(shared: &Shared, frame: ServerFrame) {
         }) => shared.offer_message(message),
         server_frame::Body::SyncDone(_) => shared.sync_done(),
         server_frame::Body::ResumeFrom(resume) => shared.resume_from(&resume.conv_id, resume.seq),
+        // Pushes: never responses, whatever their req_id.
+        server_frame::Body::Typing(notice) => shared.push_typing(notice),
+        server_frame::Body::Presence(presence) => shared.push_presence(presence),
+        server_frame::Body::Receipt(receipt) => shared.push_reliable(Event::Receipt(receipt)),
+        server_frame::Body::CallEvent(call) => shared.push_reliable(Event::Call(call)),
         server_frame::Body::Error(error) if req_id == 0 => {
             tracing::warn!(%error, "broker error");
         }
@@ -258,7 +274,13 @@ async fn lane_loop(shared: Arc<Shared>, mut reader: FrameReader) -> Result<()> {
                 tracing::debug!(lane = done.lane, messages = done.messages, "lane synced");
                 shared.sync_done();
             }
+            // Pushes belong on the control stream or in datagrams; honored anyway.
             Some(server_frame::Body::Typing(notice)) => shared.push_typing(notice),
+            Some(server_frame::Body::Presence(presence)) => shared.push_presence(presence),
+            Some(server_frame::Body::Receipt(receipt)) => {
+                shared.push_reliable(Event::Receipt(receipt));
+            }
+            Some(server_frame::Body::CallEvent(call)) => shared.push_reliable(Event::Call(call)),
             other => tracing::debug!(?other, "unexpected frame on a lane"),
         }
     }

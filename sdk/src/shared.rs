@@ -9,15 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use bytes::Bytes;
 use quip_protocol::pb::{self, hello};
 use quip_protocol::{ClientFrame, client_frame, encode_frame_bytes, server_frame};
 use tokio::sync::{Notify, oneshot, watch};
 
+use crate::datagrams;
 use crate::error::{Result, SdkError};
 use crate::events::{ConnectionState, Event};
 use crate::inbox::Inbox;
 use crate::options::ClientOptions;
 use crate::outbox::Outbox;
+use crate::presence::PresenceTracker;
+use crate::typing::TypingTracker;
 
 /// Who this client is, once authenticated.
 #[derive(Debug, Default, Clone)]
@@ -51,6 +55,13 @@ pub(crate) struct Shared {
     pub(crate) gap_open: Notify,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) account: Mutex<Account>,
+    /// The current session's connection (for sending datagrams); `None` between
+    /// connections.
+    pub(crate) connection: Mutex<Option<quinn::Connection>>,
+    /// Who is typing where (from typing notices).
+    pub(crate) typing: Mutex<TypingTracker>,
+    /// The newest presence per user. Locked before the inbox when both are needed.
+    pub(crate) presence: Mutex<PresenceTracker>,
     next_req_id: AtomicU64,
     /// The broker's frame limit from the last `HelloOk`: bigger requests are refused
     /// here, because the broker would close the connection over them and a resend
@@ -99,6 +110,9 @@ impl Shared {
             gap_open: Notify::new(),
             outbox: Mutex::new(Outbox::new()),
             account: Mutex::new(Account::default()),
+            connection: Mutex::new(None),
+            typing: Mutex::new(TypingTracker::default()),
+            presence: Mutex::new(PresenceTracker::default()),
             // 0 means "no response expected" on the wire.
             next_req_id: AtomicU64::new(1),
             max_frame_bytes: std::sync::atomic::AtomicUsize::new(
@@ -118,6 +132,19 @@ impl Shared {
 
     pub(crate) fn account(&self) -> MutexGuard<'_, Account> {
         lock(&self.account)
+    }
+
+    pub(crate) fn typing(&self) -> MutexGuard<'_, TypingTracker> {
+        lock(&self.typing)
+    }
+
+    pub(crate) fn presence_tracker(&self) -> MutexGuard<'_, PresenceTracker> {
+        lock(&self.presence)
+    }
+
+    /// Sets (or, with `None`, clears) the connection datagrams go out on.
+    pub(crate) fn set_connection(&self, connection: Option<quinn::Connection>) {
+        *lock(&self.connection) = connection;
     }
 
     pub(crate) fn next_req_id(&self) -> u64 {
@@ -241,8 +268,58 @@ impl Shared {
         }
     }
 
+    /// Sends an encoded frame that expects no response and may be lost (a typing
+    /// notice): as a datagram when enabled and possible, else on the control stream
+    /// (or on the next connection's, if none is up).
+    pub(crate) async fn send_ephemeral(&self, frame: Bytes) -> Result<()> {
+        self.outbox().check_phase()?;
+        if self.options.datagrams {
+            let connection = lock(&self.connection).clone();
+            if connection.is_some_and(|connection| datagrams::try_send(&connection, &frame)) {
+                return Ok(());
+            }
+        }
+        let writer = self.outbox().oneway(frame.clone())?;
+        if let Some(writer) = writer {
+            // A closed channel means the connection just died: the notice is lost,
+            // which is allowed.
+            let _ = writer.send(frame).await;
+        }
+        Ok(())
+    }
+
+    /// A typing notice (from a datagram or the control stream).
     pub(crate) fn push_typing(&self, notice: pb::TypingNotice) {
-        self.inbox().push_typing(notice);
+        self.typing().notice(&notice, Instant::now());
+        if self.inbox().push_ephemeral(Event::Typing(notice)) {
+            self.inbox_ready.notify_waiters();
+        }
+    }
+
+    /// A partner's presence: surfaced unless older than the newest seen for them.
+    pub(crate) fn push_presence(&self, presence: pb::Presence) {
+        let queued = {
+            // Held while queueing, so two readers (datagrams, control stream) cannot
+            // queue two versions in the wrong order.
+            let mut tracker = self.presence_tracker();
+            if !tracker.accept(&presence) {
+                tracing::debug!(
+                    user = presence.user_id,
+                    version = presence.version,
+                    "stale presence dropped"
+                );
+                return;
+            }
+            self.inbox().push_ephemeral(Event::Presence(presence))
+        };
+        if queued {
+            self.inbox_ready.notify_waiters();
+        }
+    }
+
+    /// A push that must reach the application (receipt, call event).
+    pub(crate) fn push_reliable(&self, event: Event) {
+        self.inbox().push_reliable(event);
         self.inbox_ready.notify_waiters();
     }
 
@@ -255,6 +332,8 @@ impl Shared {
     /// event.
     pub(crate) fn finish(&self, reason: String) {
         self.outbox().close();
+        self.set_connection(None);
+        self.typing().clear();
         self.inbox().finish(reason);
         self.inbox_ready.notify_waiters();
         self.inbox_space.notify_waiters();

@@ -66,16 +66,20 @@ pub async fn dial(
     server_name: &str,
     transport: &TransportOptions,
 ) -> Result<quinn::Connection> {
-    let config = client_config(trust, transport)?;
+    let config = client_config(trust, transport, true)?;
     Ok(dial_with(&config, addr, server_name, None)
         .await?
         .connection)
 }
 
-/// Builds the quinn client configuration once; reconnects reuse it.
+/// Builds the quinn client configuration once; reconnects reuse it. Without
+/// `datagrams` the connection does not offer to receive QUIC datagrams (quinn then
+/// advertises no `max_datagram_frame_size`), so the broker falls back to the control
+/// stream for typing and presence.
 pub(crate) fn client_config(
     trust: &Trust,
     transport: &TransportOptions,
+    datagrams: bool,
 ) -> Result<quinn::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = trust.verifier(&provider)?;
@@ -106,6 +110,9 @@ pub(crate) fn client_config(
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(quip_protocol::MAX_LANES * 2))
         // The client opens only the control stream.
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(4));
+    if !datagrams {
+        transport_config.datagram_receive_buffer_size(None);
+    }
 
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config));
@@ -161,7 +168,8 @@ mod tests {
                     .to_vec(),
             ),
         ] {
-            client_config(&trust, &transport).unwrap();
+            client_config(&trust, &transport, true).unwrap();
+            client_config(&trust, &transport, false).unwrap();
         }
     }
 
@@ -172,7 +180,7 @@ mod tests {
             ..TransportOptions::default()
         };
         assert!(matches!(
-            client_config(&Trust::Fingerprint([0; 32]), &transport),
+            client_config(&Trust::Fingerprint([0; 32]), &transport, true),
             Err(SdkError::InvalidOption(_))
         ));
     }

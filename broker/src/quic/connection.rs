@@ -16,20 +16,46 @@ use super::frames::{FrameReader, FrameWriter, ReadError};
 use crate::context::BrokerContext;
 use crate::dispatch::{Pending, Requester, authenticate, dispatch, hello_ok, response};
 use crate::lane::LaneWriter;
-use crate::router::{Session, SessionCloser};
+use crate::queue::{QueueReceiver, QueueSender};
+use crate::router::{Push, Pushed, Session, SessionLink};
 use crate::service::{Caller, ServiceError};
 use crate::shutdown::ShutdownGuard;
 
 /// How long a final error frame may take to reach the peer before we close anyway.
 const FINAL_FRAME_WAIT: Duration = Duration::from_millis(500);
 
-/// Closes a QUIC connection with a Quip error code as the application close code.
+/// A session's link to its QUIC connection: ephemeral pushes as datagrams when the
+/// peer takes them and they fit, everything else through a bounded queue that the
+/// control loop writes to the control stream. Closing closes the connection with a
+/// Quip error code as the application close code.
 #[derive(Debug)]
-struct QuicCloser(quinn::Connection);
+struct QuicLink {
+    connection: quinn::Connection,
+    control: QueueSender<bytes::Bytes>,
+    datagrams: bool,
+}
 
-impl SessionCloser for QuicCloser {
+impl SessionLink for QuicLink {
+    fn push(&self, frame: &bytes::Bytes, how: Push) -> Pushed {
+        if how == Push::Ephemeral
+            && self.datagrams
+            && self
+                .connection
+                .max_datagram_size()
+                .is_some_and(|max| frame.len() <= max)
+            && self.connection.send_datagram(frame.clone()).is_ok()
+        {
+            return Pushed::Datagram;
+        }
+        match self.control.try_send(frame.clone()) {
+            Ok(()) => Pushed::Stream,
+            Err(_) => Pushed::Full,
+        }
+    }
+
     fn close(&self, code: ErrorCode, reason: &str) {
-        self.0.close(code.close_code().into(), reason.as_bytes());
+        self.connection
+            .close(code.close_code().into(), reason.as_bytes());
     }
 }
 
@@ -69,6 +95,7 @@ async fn run(
         session,
         lane_receivers,
         sync_points,
+        pushes,
     } = Box::pin(establish(connection, ctx)).await?;
     let result = match open_lanes(
         connection,
@@ -80,7 +107,16 @@ async fn run(
     )
     .await
     {
-        Ok(()) => control_loop(connection, ctx, &session, &mut reader, &mut writer).await,
+        Ok(()) => {
+            let mut control = Control {
+                connection,
+                ctx,
+                session: &session,
+                reader: &mut reader,
+                writer: &mut writer,
+            };
+            control.run(pushes).await
+        }
         Err(error) => Err(error),
     };
     ctx.router.unregister(&session);
@@ -94,6 +130,8 @@ struct Established {
     session: Arc<Session>,
     lane_receivers: Vec<crate::queue::QueueReceiver<crate::router::LaneItem>>,
     sync_points: Vec<crate::service::SyncPoint>,
+    /// Pushes for the control stream (see `QuicLink`).
+    pushes: QueueReceiver<bytes::Bytes>,
 }
 
 /// The control stream and the Hello: authenticates, registers the session, reads
@@ -155,12 +193,17 @@ async fn establish(
     };
     // Register before reading where each conversation ends, so that a message
     // committed in between is either delivered live or found by the catch-up.
+    let (control, pushes) = crate::queue::bounded(config.control_queue_len);
     let (session, lane_receivers) = ctx.router.register(
         &user_id,
         &device_id,
         lanes,
         config.lane_queue_len,
-        Box::new(QuicCloser(connection.clone())),
+        Box::new(QuicLink {
+            connection: connection.clone(),
+            control,
+            datagrams: config.datagrams,
+        }),
     );
     let caller = Caller {
         user_id: &user_id,
@@ -195,6 +238,7 @@ async fn establish(
         session,
         lane_receivers,
         sync_points,
+        pushes,
     })
 }
 
@@ -247,48 +291,91 @@ async fn open_lanes(
     Ok(())
 }
 
-async fn control_loop(
-    connection: &quinn::Connection,
-    ctx: &Arc<BrokerContext>,
-    session: &Arc<Session>,
-    reader: &mut FrameReader,
-    writer: &mut FrameWriter,
-) -> Result<(), String> {
-    let max_inflight = ctx.config.max_inflight_per_connection;
-    let requester = Arc::new(Requester {
-        user_id: session.user_id.clone(),
-        device_id: session.device_id.clone(),
-        session_id: session.id,
-    });
-    let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            frame = reader.next::<pb::ClientFrame>(), if inflight.len() < max_inflight => {
-                match frame {
-                    Ok(Some(frame)) => {
-                        let pending = dispatch(ctx, &requester, frame).await;
-                        inflight.push(pending);
+/// The control stream after the Hello: requests in, responses and pushes out, and
+/// typing notices arriving as datagrams.
+struct Control<'a> {
+    connection: &'a quinn::Connection,
+    ctx: &'a Arc<BrokerContext>,
+    session: &'a Arc<Session>,
+    reader: &'a mut FrameReader,
+    writer: &'a mut FrameWriter,
+}
+
+impl Control<'_> {
+    async fn run(&mut self, mut pushes: QueueReceiver<bytes::Bytes>) -> Result<(), String> {
+        let max_inflight = self.ctx.config.max_inflight_per_connection;
+        let requester = Arc::new(Requester {
+            user_id: self.session.user_id.clone(),
+            device_id: self.session.device_id.clone(),
+            session_id: self.session.id,
+        });
+        let datagrams = self.ctx.config.datagrams;
+        let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                frame = self.reader.next::<pb::ClientFrame>(), if inflight.len() < max_inflight => {
+                    match frame {
+                        Ok(Some(frame)) => {
+                            let pending = dispatch(self.ctx, &requester, frame).await;
+                            inflight.push(pending);
+                        }
+                        Ok(None) => {
+                            close(self.connection, ErrorCode::Unspecified, "control stream finished");
+                            return Ok(());
+                        }
+                        Err(error) => {
+                            return Err(refuse_read_error(self.connection, self.writer, error).await);
+                        }
                     }
-                    Ok(None) => {
-                        close(connection, ErrorCode::Unspecified, "control stream finished");
-                        return Ok(());
-                    }
-                    Err(error) => return Err(refuse_read_error(connection, writer, error).await),
                 }
-            }
-            Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
-                // req_id 0: the client expects no response (e.g. typing).
-                if req_id != 0 {
-                    writer.push(&response(req_id, body));
-                }
-                // Coalesce whatever else is already done into the same write.
-                while let Some(Some((req_id, body))) = inflight.next().now_or_never() {
+                Some((req_id, body)) = inflight.next(), if !inflight.is_empty() => {
+                    // req_id 0: the client expects no response (e.g. typing).
                     if req_id != 0 {
-                        writer.push(&response(req_id, body));
+                        self.writer.push(&response(req_id, body));
+                    }
+                    // Coalesce whatever else is already done into the same write.
+                    while let Some(Some((req_id, body))) = inflight.next().now_or_never() {
+                        if req_id != 0 {
+                            self.writer.push(&response(req_id, body));
+                        }
+                    }
+                    self.writer.flush().await.map_err(|e| e.to_string())?;
+                }
+                Some(frame) = pushes.recv() => {
+                    self.writer.push_encoded(&frame);
+                    while let Some(frame) = pushes.try_recv() {
+                        self.writer.push_encoded(&frame);
+                    }
+                    self.writer.flush().await.map_err(|e| e.to_string())?;
+                }
+                datagram = self.connection.read_datagram(), if datagrams => {
+                    match datagram {
+                        Ok(datagram) => self.datagram(&requester, datagram).await,
+                        // The connection is over; the reader will say how.
+                        Err(error) => return Err(error.to_string()),
                     }
                 }
-                writer.flush().await.map_err(|e| e.to_string())?;
             }
+        }
+    }
+
+    /// A datagram from the client: one `ClientFrame` carrying a `Typing`. Anything
+    /// else is ignored, since datagrams carry only what may be lost and have no answer.
+    async fn datagram(&self, requester: &Arc<Requester>, datagram: bytes::Bytes) {
+        let frame = match quip_protocol::decode_datagram::<pb::ClientFrame>(&datagram) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::debug!(%error, "ignoring an undecodable datagram");
+                return;
+            }
+        };
+        match frame.body {
+            Some(client_frame::Body::Typing(typing)) => {
+                if let Err(error) = self.ctx.chat.typing(requester.caller(), &typing).await {
+                    tracing::debug!(%error, "typing datagram refused");
+                }
+            }
+            _ => tracing::debug!("ignoring a datagram that is not a typing notice"),
         }
     }
 }

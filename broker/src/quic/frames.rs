@@ -71,6 +71,11 @@ impl FrameWriter {
         encode_frame(frame, &mut self.buf);
     }
 
+    /// Queues a frame that is already encoded (length prefix included).
+    pub fn push_encoded(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
+    }
+
     pub async fn flush(&mut self) -> Result<(), quinn::WriteError> {
         if !self.buf.is_empty() {
             let bytes = self.buf.split().freeze();

@@ -20,7 +20,10 @@ pub fn bind(
     ctx: &BrokerContext,
     identity: &tls::TlsIdentity,
 ) -> Result<quinn::Endpoint, QuicError> {
-    let transport = tls::transport_config(Duration::from_millis(ctx.config.idle_timeout_ms));
+    let transport = tls::transport_config(
+        Duration::from_millis(ctx.config.idle_timeout_ms),
+        ctx.config.datagrams,
+    );
     let server_config = identity.server_config(transport)?;
     let addr = ctx.config.quic_addr;
     let socket = udp_socket(addr, ctx.config.udp_buffer_bytes)

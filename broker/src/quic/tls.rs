@@ -108,8 +108,13 @@ impl TlsIdentity {
 }
 
 /// Transport settings for broker connections.
-pub fn transport_config(idle_timeout: Duration) -> quinn::TransportConfig {
+pub fn transport_config(idle_timeout: Duration, datagrams: bool) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
+    // Datagrams carry typing and presence only, small and lossy by nature: a small
+    // buffer each way bounds what one connection can hold (quinn drops the oldest when
+    // full). `None` tells clients we take no datagrams, so they use the control stream.
+    transport.datagram_receive_buffer_size(datagrams.then_some(DATAGRAM_BUFFER_BYTES));
+    transport.datagram_send_buffer_size(DATAGRAM_BUFFER_BYTES);
     transport.max_idle_timeout(idle_timeout.try_into().ok());
     // One control stream per connection (a few spare for reconnect races).
     transport.max_concurrent_bidi_streams(4u32.into());
@@ -128,6 +133,9 @@ pub fn transport_config(idle_timeout: Duration) -> quinn::TransportConfig {
     transport.ack_frequency_config(Some(ack_frequency));
     transport
 }
+
+/// Datagram bytes buffered per connection and direction.
+const DATAGRAM_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Ack-eliciting packets a device may receive before it must acknowledge.
 const ACK_ELICITING_THRESHOLD: u32 = 8;

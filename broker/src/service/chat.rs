@@ -13,11 +13,10 @@ use quip_protocol::{ErrorCode, encode_frame_bytes, pb};
 
 use super::error::{ServiceError, ServiceResult};
 use super::members::MemberCache;
-use crate::router::{Origin, Router};
-use crate::store::{Appended, CursorUpdate, NewMessage, Store};
+use crate::router::{Origin, Push, Router};
+use crate::store::{Appended, CursorUpdate, MarksMoved, NewMessage, Store};
 
-/// How long a typing indicator shows without a new notice.
-pub const TYPING_EXPIRES_MS: u32 = 5_000;
+mod amend;
 
 /// Limits on requests, from the config.
 #[derive(Debug, Clone)]
@@ -30,6 +29,11 @@ pub struct ChatLimits {
     pub max_mentions: usize,
     /// Most cursor reports in one frame.
     pub max_reports: usize,
+    /// How long a typing indicator shows without a new notice.
+    pub typing_expires_ms: u32,
+    /// How long after sending its sender may recall / edit a message.
+    pub recall_window_ms: u64,
+    pub edit_window_ms: u64,
 }
 
 /// The authenticated device a request comes from.
@@ -178,24 +182,7 @@ impl ChatService {
         let (user_id, device_id) = (caller.user_id.to_owned(), caller.device_id.to_owned());
         Ok(async move {
             let appended = posted.await?;
-            let message = appended.message;
-            // Sending a message means having read the conversation up to it.
-            let read = CursorUpdate {
-                conv_id: message.conv_id.clone(),
-                delivered_seq: 0,
-                read_seq: message.seq,
-            };
-            if let Err(error) = store.update_cursors(&user_id, &device_id, vec![read]).await {
-                tracing::warn!(%error, "could not move the sender's read mark");
-            }
-            Ok(pb::SendAck {
-                client_msg_id: message.client_msg_id,
-                msg_id: message.msg_id,
-                conv_id: message.conv_id,
-                seq: message.seq,
-                sent_at_ms: message.sent_at_ms,
-                duplicate: appended.duplicate,
-            })
+            Ok(sent(&*store, &user_id, &device_id, appended).await)
         })
     }
 
@@ -265,13 +252,12 @@ impl ChatService {
                 conv_id: typing.conv_id.clone(),
                 from: caller.user_id.to_owned(),
                 kind: kind as i32,
-                expires_in_ms: TYPING_EXPIRES_MS,
+                expires_in_ms: self.limits.typing_expires_ms,
             })),
         });
-        let conv_id: Arc<str> = Arc::from(typing.conv_id.as_str());
         Ok(self
             .router
-            .ephemeral(&conv_id, &frame, &recipients, caller.session_id))
+            .push(&frame, &recipients, caller.session_id, Push::Ephemeral))
     }
 
     /// Checks that the caller may send this to the group; returns its members.
@@ -467,10 +453,8 @@ impl ChatService {
             };
             let last_seq = self.store.last_seq(&conv_id).await?.min(access.cap);
             let last_message = self
-                .store
-                .range(&conv_id, last_seq, last_seq, 1)
+                .last_visible_message(&conv_id, last_seq)
                 .await?
-                .pop()
                 .filter(|m| m.seq > access.floor);
             let read_seq = self
                 .store
@@ -478,6 +462,11 @@ impl ChatService {
                 .await?
                 .max(access.floor)
                 .min(last_seq);
+            // RECALL/EDIT events are not messages to read.
+            let events = self
+                .store
+                .amendments_in(&conv_id, read_seq + 1, last_seq)
+                .await?;
             let mentioned = self.store.mention_seq(caller.user_id, &conv_id).await? > read_seq;
             let peer_id = match Conversation::parse(&conv_id) {
                 Some(Conversation::Group { group_id }) => group_id.to_owned(),
@@ -490,7 +479,7 @@ impl ChatService {
                 last_message,
                 last_seq,
                 read_seq,
-                unread: last_seq - read_seq,
+                unread: (last_seq - read_seq).saturating_sub(events),
                 mentioned,
             });
         }
@@ -514,8 +503,27 @@ impl ChatService {
         })
     }
 
+    /// The newest message at or before `last_seq` that is not a RECALL/EDIT event.
+    async fn last_visible_message(
+        &self,
+        conv_id: &str,
+        last_seq: u64,
+    ) -> ServiceResult<Option<pb::Message>> {
+        const LOOK_BACK: usize = 32;
+        let (messages, _) = self
+            .store
+            .before(conv_id, last_seq.saturating_add(1), LOOK_BACK)
+            .await?;
+        Ok(messages.into_iter().rev().find(|m| !is_amendment(m)))
+    }
+
     /// Stores a device's delivered and read reports. Seqs past the end are clamped.
-    pub async fn report(&self, caller: Caller<'_>, report: pb::ReportCursors) -> ServiceResult<()> {
+    /// Returns the user-level marks that moved, for receipts.
+    pub async fn report(
+        &self,
+        caller: Caller<'_>,
+        report: pb::ReportCursors,
+    ) -> ServiceResult<Vec<MarksMoved>> {
         if report.reports.len() > self.limits.max_reports {
             return Err(ServiceError::invalid(format!(
                 "at most {} reports per frame",
@@ -532,10 +540,10 @@ impl ChatService {
                 conv_id: entry.conv_id,
             });
         }
-        self.store
+        Ok(self
+            .store
             .update_cursors(caller.user_id, caller.device_id, updates)
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// Where each of the user's conversations stands for a connecting device. Cursors
@@ -632,6 +640,33 @@ impl ChatService {
     }
 }
 
+/// The ACK of an appended message. Sending a message means having read the
+/// conversation up to it, so it also moves the sender's read mark.
+async fn sent(
+    store: &dyn Store,
+    user_id: &str,
+    device_id: &str,
+    appended: Appended,
+) -> pb::SendAck {
+    let message = appended.message;
+    let read = CursorUpdate {
+        conv_id: message.conv_id.clone(),
+        delivered_seq: 0,
+        read_seq: message.seq,
+    };
+    if let Err(error) = store.update_cursors(user_id, device_id, vec![read]).await {
+        tracing::warn!(%error, "could not move the sender's read mark");
+    }
+    pb::SendAck {
+        client_msg_id: message.client_msg_id,
+        msg_id: message.msg_id,
+        conv_id: message.conv_id,
+        seq: message.seq,
+        sent_at_ms: message.sent_at_ms,
+        duplicate: appended.duplicate,
+    }
+}
+
 /// Committed messages the fan-out thread may lag behind by before commits wait.
 const FAN_OUT_QUEUE: usize = 65_536;
 
@@ -702,6 +737,11 @@ pub fn deliver_frame(message: &pb::Message) -> bytes::Bytes {
     };
     debug_assert!(frame.encoded_len() > 0);
     encode_frame_bytes(&frame)
+}
+
+/// Whether a message is a RECALL or EDIT event rather than a message to show.
+pub fn is_amendment(message: &pb::Message) -> bool {
+    message.kind == pb::MessageKind::Recall as i32 || message.kind == pb::MessageKind::Edit as i32
 }
 
 fn send_content_to_message(content: pb::send_request::Content) -> pb::message::Content {

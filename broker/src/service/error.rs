@@ -34,6 +34,7 @@ impl ServiceError {
                 ErrorCode::Unavailable
             }
             ServiceError::Store(StoreError::Corrupt(_)) => ErrorCode::Internal,
+            ServiceError::Store(StoreError::Conflict(_)) => ErrorCode::Conflict,
         }
     }
 
@@ -43,6 +44,7 @@ impl ServiceError {
             ServiceError::Refused { message, .. } => message.clone(),
             ServiceError::Store(StoreError::UsernameTaken) => "username is taken".into(),
             ServiceError::Store(StoreError::Corrupt(_)) => "internal error".into(),
+            ServiceError::Store(StoreError::Conflict(reason)) => reason.clone(),
             ServiceError::Store(_) => "store unavailable, nothing was stored; retry".into(),
         };
         pb::Error::new(self.code(), message)

@@ -776,6 +776,7 @@ impl GroupService {
                 event: announcement.event.to_owned(),
                 user_ids: announcement.user_ids,
                 text: announcement.text,
+                call: None,
             })),
             client_msg_id: format!("sys-{:032x}", rand::random::<u128>()),
             ..Default::default()
@@ -785,6 +786,7 @@ impl GroupService {
             // New members' conversation lists gain the group.
             participants: announcement.also_to,
             group_writes: announcement.writes,
+            amend: None,
         };
         // System messages reach every device of the actor too (no origin to skip).
         let posted = self

@@ -2,15 +2,21 @@
 //! call these; tests can too, without sockets.
 
 pub mod auth;
+pub mod calls;
 pub mod chat;
 pub mod error;
 pub mod groups;
 pub mod members;
+pub mod presence;
+pub mod receipts;
 pub mod tokens;
 
 pub use auth::{AuthService, Authenticated, CredentialRules};
+pub use calls::{CallLimits, CallService};
 pub use chat::{Access, Caller, ChatLimits, ChatService, SyncPoint};
 pub use error::{ServiceError, ServiceResult};
 pub use groups::{GroupLimits, GroupService};
 pub use members::MemberCache;
+pub use presence::PresenceService;
+pub use receipts::ReceiptService;
 pub use tokens::TokenIssuer;

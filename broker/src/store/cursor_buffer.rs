@@ -60,6 +60,17 @@ impl CursorBuffer {
             .or_insert(value);
     }
 
+    /// Raises `key` to `value` and says whether that moved it (false when it already
+    /// stood there or higher). Two concurrent raises may both say true; callers use
+    /// it to push receipts, which carry the value and are idempotent.
+    pub fn raise_reporting(&self, key: Vec<u8>, value: u64) -> Result<bool, StoreError> {
+        if value == 0 || self.get(&key)? >= value {
+            return Ok(false);
+        }
+        self.raise(key, value);
+        Ok(true)
+    }
+
     /// The current value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<u64, StoreError> {
         // The buffer first: `write_out` writes the tree before it drops the buffered

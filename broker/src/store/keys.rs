@@ -14,11 +14,14 @@
 //! | `Q` group 0 user | JoinRequestRecord |
 //! | `M` user 0 conv | highest seq mentioning the user |
 //! | `A` conv | highest seq mentioning everyone (@all) |
+//! | `e` conv 0 seq | target seq: message `seq` is a RECALL or EDIT event |
 //!
 //! Tree `accounts`: `n` lowercase(username) → user id; `i` user id → UserRecord;
-//! `r` sha256(refresh token) → RefreshRecord.
+//! `r` sha256(refresh token) → RefreshRecord; `s` user id → last seen (ms).
 //!
-//! Tree `cursors`: `c` user 0 device 0 conv → delivered seq; `r` user 0 conv → read seq.
+//! Tree `cursors`: `c` user 0 device 0 conv → a device's delivered seq; `R` conv 0 user
+//! → the user's read seq; `D` conv 0 user → the user's delivered seq (max over
+//! devices). Marks are keyed by conversation first, so "read by N" is one prefix scan.
 
 pub(crate) fn message(conv_id: &str, seq: u64) -> Vec<u8> {
     let mut key = message_prefix(conv_id);
@@ -113,8 +116,36 @@ pub(crate) fn delivered_prefix(user_id: &str, device_id: &str) -> Vec<u8> {
     key
 }
 
-pub(crate) fn read(user_id: &str, conv_id: &str) -> Vec<u8> {
-    join(b'r', &[user_id, conv_id])
+pub(crate) fn read_mark(conv_id: &str, user_id: &str) -> Vec<u8> {
+    join(b'R', &[conv_id, user_id])
+}
+
+pub(crate) fn delivered_mark(conv_id: &str, user_id: &str) -> Vec<u8> {
+    join(b'D', &[conv_id, user_id])
+}
+
+/// Prefix of a conversation's read (`R`) or delivered (`D`) marks; a key is this plus
+/// the user id.
+pub(crate) fn mark_prefix(tag: u8, conv_id: &str) -> Vec<u8> {
+    let mut key = join(tag, &[conv_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn last_seen(user_id: &str) -> Vec<u8> {
+    join(b's', &[user_id])
+}
+
+pub(crate) fn amendment(conv_id: &str, seq: u64) -> Vec<u8> {
+    let mut key = amendment_prefix(conv_id);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn amendment_prefix(conv_id: &str) -> Vec<u8> {
+    let mut key = join(b'e', &[conv_id]);
+    key.push(0);
+    key
 }
 
 fn join(tag: u8, parts: &[&str]) -> Vec<u8> {

@@ -45,6 +45,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is shut down")]
     Closed,
+    /// An amendment found its target in a state that forbids it (already recalled).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<::sled::Error> for StoreError {
@@ -86,6 +89,9 @@ pub struct NewMessage {
     /// same atomic batch as the message, with its seq, so the conversation and the
     /// group's state can never disagree, not even after a crash.
     pub group_writes: Vec<GroupWrite>,
+    /// For a RECALL or EDIT event: the change to its target, applied in the same
+    /// atomic batch (see [`Amend`]).
+    pub amend: Option<Amend>,
 }
 
 impl NewMessage {
@@ -94,8 +100,27 @@ impl NewMessage {
             message,
             participants,
             group_writes: Vec::new(),
+            amend: None,
         }
     }
+}
+
+/// What a RECALL or EDIT event does to message `target_seq` of its conversation. The
+/// store applies it at commit time, against the target as it is then: an edit racing
+/// a recall can never bring recalled content back.
+#[derive(Debug, Clone)]
+pub struct Amend {
+    pub target_seq: u64,
+    pub change: AmendChange,
+}
+
+#[derive(Debug, Clone)]
+pub enum AmendChange {
+    /// Marks the target recalled by this user and removes its content, and the text
+    /// that earlier EDIT events of it carried.
+    Recall { by: String },
+    /// Replaces the target's text and sets its `edited_at_ms` to the event's time.
+    Edit { text: pb::TextContent },
 }
 
 /// A change to a group, applied with the SYSTEM message that announces it.
@@ -133,6 +158,16 @@ pub struct CursorUpdate {
     /// 0 leaves the stored value alone; cursors only move forward.
     pub delivered_seq: u64,
     pub read_seq: u64,
+}
+
+/// A user's marks that a cursor update moved (0: not moved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarksMoved {
+    pub conv_id: String,
+    /// The user's read mark (max over devices), when it moved.
+    pub read_seq: u64,
+    /// The user's delivered mark (max over devices), when it moved.
+    pub delivered_seq: u64,
 }
 
 /// Counters that show the group commit at work.
@@ -179,6 +214,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         message: NewMessage,
         on_commit: Option<OnCommit>,
     ) -> StoreFuture<'static, Appended>;
+
+    /// The committed message a sender stored under `client_msg_id`, if still inside
+    /// the dedup window: lets a service answer a resend with its original ACK before
+    /// checks that the first attempt changed the outcome of (a recall resent after it
+    /// took effect).
+    fn sent<'a>(
+        &'a self,
+        sender: &'a str,
+        client_msg_id: &'a str,
+    ) -> StoreFuture<'a, Option<pb::Message>>;
 
     /// Highest committed seq of a conversation (0 when empty).
     fn last_seq<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, u64>;
@@ -240,13 +285,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     // --- cursors ---
 
-    /// Moves a device's delivered cursors and the user's read marks forward.
+    /// Moves a device's delivered cursors and the user's read and delivered marks
+    /// forward. Returns the user-level marks that moved.
     fn update_cursors<'a>(
         &'a self,
         user_id: &'a str,
         device_id: &'a str,
         updates: Vec<CursorUpdate>,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'a, Vec<MarksMoved>>;
     /// A device's stored delivered cursors, by conversation.
     fn device_cursors<'a>(
         &'a self,
@@ -255,6 +301,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'a, Vec<(String, u64)>>;
     /// The user's read seq in a conversation (max over devices).
     fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64>;
+    /// Every user's read marks in a conversation, ordered by user id.
+    fn read_marks<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>>;
+    /// Every user's delivered marks in a conversation, ordered by user id.
+    fn delivered_marks<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>>;
+
+    // --- amendments (written through `append` with `NewMessage::amend`) ---
+
+    /// How many RECALL/EDIT events a conversation has with `from <= seq <= to`.
+    fn amendments_in<'a>(&'a self, conv_id: &'a str, from: u64, to: u64) -> StoreFuture<'a, u64>;
+
+    // --- presence ---
+
+    /// Records when the user's last device went offline.
+    fn set_last_seen<'a>(&'a self, user_id: &'a str, at_ms: u64) -> StoreFuture<'a, ()>;
+    fn last_seen<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, u64>;
 
     // --- lifecycle ---
 

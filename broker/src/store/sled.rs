@@ -14,8 +14,8 @@ use super::records::DedupRecord;
 use super::writer::{self, AppendJob, AppendReply, Shared, WriterConfig, now_ms};
 use super::{
     Appended, CursorUpdate, Durability, FormerMemberRecord, GroupRecord, JoinRequestRecord,
-    MemberRecord, NewMessage, OnCommit, RefreshRecord, Store, StoreError, StoreFuture, StoreStats,
-    UserRecord, keys,
+    MarksMoved, MemberRecord, NewMessage, OnCommit, RefreshRecord, Store, StoreError, StoreFuture,
+    StoreStats, UserRecord, keys,
 };
 
 /// Settings of the sled store.
@@ -157,6 +157,20 @@ impl SledStore {
         decode_opt(self.chat.get(key)?)
     }
 
+    /// A conversation's `R` (read) or `D` (delivered) marks, by user id.
+    fn marks(&self, tag: u8, conv_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = keys::mark_prefix(tag, conv_id);
+        Ok(self
+            .cursors
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(key, value)| {
+                let user_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                (user_id, value)
+            })
+            .collect())
+    }
+
     fn sync_flush(&self) -> StoreFuture<'_, ()> {
         let db = self.db.clone();
         let durability = self.durability;
@@ -293,6 +307,23 @@ impl Store for SledStore {
             sent.map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn sent<'a>(
+        &'a self,
+        sender: &'a str,
+        client_msg_id: &'a str,
+    ) -> StoreFuture<'a, Option<pb::Message>> {
+        let read = || -> Result<Option<pb::Message>, StoreError> {
+            let key = keys::dedup(sender, client_msg_id);
+            let Some(message) = writer::stored_duplicate(&self.chat, &key, now_ms())? else {
+                return Ok(None);
+            };
+            // Applied is not durable: only a committed message may be acknowledged.
+            let committed = self.committed_seq(&message.conv_id)?;
+            Ok((message.seq <= committed).then_some(message))
+        };
+        ready(read())
     }
 
     fn last_seq<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, u64> {
@@ -455,22 +486,45 @@ impl Store for SledStore {
         user_id: &'a str,
         device_id: &'a str,
         updates: Vec<CursorUpdate>,
-    ) -> StoreFuture<'a, ()> {
-        for update in &updates {
-            // Most updates move one mark only (a send moves the read mark): build
-            // only the keys that change.
-            if update.delivered_seq > 0 {
-                self.cursors.raise(
-                    keys::delivered(user_id, device_id, &update.conv_id),
-                    update.delivered_seq,
-                );
+    ) -> StoreFuture<'a, Vec<MarksMoved>> {
+        let run = || -> Result<Vec<MarksMoved>, StoreError> {
+            let mut moved = Vec::new();
+            for update in &updates {
+                // Most updates move one mark only (a send moves the read mark): build
+                // only the keys that change.
+                let mut marks = MarksMoved {
+                    conv_id: String::new(),
+                    read_seq: 0,
+                    delivered_seq: 0,
+                };
+                if update.delivered_seq > 0 {
+                    self.cursors.raise(
+                        keys::delivered(user_id, device_id, &update.conv_id),
+                        update.delivered_seq,
+                    );
+                    if self.cursors.raise_reporting(
+                        keys::delivered_mark(&update.conv_id, user_id),
+                        update.delivered_seq,
+                    )? {
+                        marks.delivered_seq = update.delivered_seq;
+                    }
+                }
+                if update.read_seq > 0
+                    && self.cursors.raise_reporting(
+                        keys::read_mark(&update.conv_id, user_id),
+                        update.read_seq,
+                    )?
+                {
+                    marks.read_seq = update.read_seq;
+                }
+                if marks.read_seq > 0 || marks.delivered_seq > 0 {
+                    marks.conv_id = update.conv_id.clone();
+                    moved.push(marks);
+                }
             }
-            if update.read_seq > 0 {
-                self.cursors
-                    .raise(keys::read(user_id, &update.conv_id), update.read_seq);
-            }
-        }
-        ready(Ok(()))
+            Ok(moved)
+        };
+        ready(run())
     }
 
     fn device_cursors<'a>(
@@ -491,7 +545,49 @@ impl Store for SledStore {
     }
 
     fn read_seq<'a>(&'a self, user_id: &'a str, conv_id: &'a str) -> StoreFuture<'a, u64> {
-        ready(self.cursors.get(&keys::read(user_id, conv_id)))
+        ready(self.cursors.get(&keys::read_mark(conv_id, user_id)))
+    }
+
+    fn read_marks<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>> {
+        ready(self.marks(b'R', conv_id))
+    }
+
+    fn delivered_marks<'a>(&'a self, conv_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>> {
+        ready(self.marks(b'D', conv_id))
+    }
+
+    fn amendments_in<'a>(&'a self, conv_id: &'a str, from: u64, to: u64) -> StoreFuture<'a, u64> {
+        let count = || -> Result<u64, StoreError> {
+            if from > to {
+                return Ok(0);
+            }
+            let range = keys::amendment(conv_id, from)..=keys::amendment(conv_id, to);
+            let mut count = 0;
+            for entry in self.chat.range(range) {
+                entry?;
+                count += 1;
+            }
+            Ok(count)
+        };
+        ready(count())
+    }
+
+    fn set_last_seen<'a>(&'a self, user_id: &'a str, at_ms: u64) -> StoreFuture<'a, ()> {
+        ready(
+            self.accounts
+                .insert(keys::last_seen(user_id), &at_ms.to_be_bytes()[..])
+                .map(|_| ())
+                .map_err(StoreError::from),
+        )
+    }
+
+    fn last_seen<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, u64> {
+        ready(
+            self.accounts
+                .get(keys::last_seen(user_id))
+                .map(read_u64)
+                .map_err(StoreError::from),
+        )
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {

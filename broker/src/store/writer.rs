@@ -21,7 +21,10 @@ use quip_protocol::{ids, pb};
 use tokio::sync::oneshot;
 
 use super::records::{DedupRecord, FormerMemberRecord};
-use super::{Appended, Durability, GroupWrite, NewMessage, OnCommit, StoreError, StoreStats, keys};
+use super::{
+    Amend, AmendChange, Appended, Durability, GroupWrite, NewMessage, OnCommit, StoreError,
+    StoreStats, keys,
+};
 
 /// Caps the writer's caches; past this many entries they are cleared and refilled
 /// from the tree on demand.
@@ -169,12 +172,17 @@ impl Writer {
         // Dedup within this batch, before its records reach the tree.
         let mut in_batch: HashMap<Vec<u8>, pb::Message> = HashMap::new();
         let mut new_user_convs = Vec::new();
+        // Messages rewritten by amendments in this batch, by message key, and the
+        // amendment events appended in it: later amendments must see both.
+        let mut rewritten: HashMap<Vec<u8>, pb::Message> = HashMap::new();
+        let mut batch_amendments: Vec<(String, u64, u64)> = Vec::new();
 
         for AppendJob { message, reply } in jobs {
             let NewMessage {
                 mut message,
                 participants,
                 group_writes,
+                amend,
             } = message;
             let dedup_key = keys::dedup(&message.from, &message.client_msg_id);
             if let Some(original) = in_batch.get(&dedup_key) {
@@ -192,6 +200,24 @@ impl Writer {
                     continue;
                 }
             }
+            // Checked before a seq is taken, so a refused amendment leaves no gap.
+            let rewrites = match &amend {
+                None => Vec::new(),
+                Some(amend) => {
+                    let context = BatchView {
+                        rewritten: &rewritten,
+                        in_batch: &in_batch,
+                        amendments: &batch_amendments,
+                    };
+                    match self.amend(&context, &message, amend, now) {
+                        Ok(rewrites) => rewrites,
+                        Err(error) => {
+                            replies.push((reply, Err(error)));
+                            continue;
+                        }
+                    }
+                }
+            };
             let seq = match self.next_seq(&message.conv_id) {
                 Ok(seq) => seq,
                 Err(error) => {
@@ -202,6 +228,18 @@ impl Writer {
             message.seq = seq;
             message.sent_at_ms = now;
             message.msg_id = ids::new_msg_id(now, rand::random());
+            if let Some(amend) = &amend {
+                batch.insert(
+                    keys::amendment(&message.conv_id, seq),
+                    &amend.target_seq.to_be_bytes()[..],
+                );
+                batch_amendments.push((message.conv_id.clone(), seq, amend.target_seq));
+                for rewrite in rewrites {
+                    let key = keys::message(&rewrite.conv_id, rewrite.seq);
+                    batch.insert(key.clone(), rewrite.encode_to_vec());
+                    rewritten.insert(key, rewrite);
+                }
+            }
             batch.insert(
                 keys::message(&message.conv_id, seq),
                 message.encode_to_vec(),
@@ -267,23 +305,55 @@ impl Writer {
         Applied { replies, commits }
     }
 
-    /// The original message of a `(sender, client_msg_id)` still inside its window.
     fn stored_duplicate(
         &self,
         dedup_key: &[u8],
         now: u64,
     ) -> Result<Option<pb::Message>, StoreError> {
-        let Some(raw) = self.tree.get(dedup_key)? else {
-            return Ok(None);
-        };
-        let record = DedupRecord::decode(raw.as_ref())?;
-        if record.expires_at_ms <= now {
-            return Ok(None);
+        stored_duplicate(&self.tree, dedup_key, now)
+    }
+
+    /// The messages an amendment rewrites (its target, and for a recall the EDIT
+    /// events that carried the target's text), checked against their state now.
+    fn amend(
+        &self,
+        view: &BatchView<'_>,
+        event: &pb::Message,
+        amend: &Amend,
+        now: u64,
+    ) -> Result<Vec<pb::Message>, StoreError> {
+        let conv_id = &event.conv_id;
+        let mut target = view
+            .message(&self.tree, conv_id, amend.target_seq)?
+            .ok_or_else(|| StoreError::Conflict("no such message".into()))?;
+        if target.recalled {
+            return Err(StoreError::Conflict(
+                "the message was already recalled".into(),
+            ));
         }
-        let Some(raw) = self.tree.get(keys::message(&record.conv_id, record.seq))? else {
-            return Ok(None);
-        };
-        Ok(Some(pb::Message::decode(raw.as_ref())?))
+        let mut rewrites = Vec::new();
+        match &amend.change {
+            AmendChange::Edit { text } => {
+                target.content = Some(pb::message::Content::Text(text.clone()));
+                target.edited_at_ms = now;
+            }
+            AmendChange::Recall { by } => {
+                target.recalled = true;
+                target.recalled_by = by.clone();
+                target.content = None;
+                for edit_seq in view.edits_of(&self.tree, conv_id, amend.target_seq)? {
+                    let Some(mut edit) = view.message(&self.tree, conv_id, edit_seq)? else {
+                        continue;
+                    };
+                    if let Some(pb::message::Content::Amendment(amendment)) = &mut edit.content {
+                        amendment.text = None;
+                    }
+                    rewrites.push(edit);
+                }
+            }
+        }
+        rewrites.push(target);
+        Ok(rewrites)
     }
 
     fn next_seq(&mut self, conv_id: &str) -> Result<u64, StoreError> {
@@ -303,6 +373,91 @@ impl Writer {
             .or_insert(last);
         self.last_seq.insert(conv_id.to_owned(), last + 1);
         Ok(last + 1)
+    }
+}
+
+/// The original message of a `(sender, client_msg_id)` still inside its window, as
+/// the tree has it (possibly not durable yet: callers outside the writer must check
+/// the committed seq).
+pub(crate) fn stored_duplicate(
+    tree: &sled::Tree,
+    dedup_key: &[u8],
+    now: u64,
+) -> Result<Option<pb::Message>, StoreError> {
+    let Some(raw) = tree.get(dedup_key)? else {
+        return Ok(None);
+    };
+    let record = DedupRecord::decode(raw.as_ref())?;
+    if record.expires_at_ms <= now {
+        return Ok(None);
+    }
+    let Some(raw) = tree.get(keys::message(&record.conv_id, record.seq))? else {
+        return Ok(None);
+    };
+    Ok(Some(pb::Message::decode(raw.as_ref())?))
+}
+
+/// The tree as the batch being built will leave it, for amendments.
+struct BatchView<'a> {
+    rewritten: &'a HashMap<Vec<u8>, pb::Message>,
+    /// Messages appended in this batch, by dedup key.
+    in_batch: &'a HashMap<Vec<u8>, pb::Message>,
+    /// (conv, event seq, target seq) of amendment events appended in this batch.
+    amendments: &'a [(String, u64, u64)],
+}
+
+impl BatchView<'_> {
+    fn message(
+        &self,
+        tree: &sled::Tree,
+        conv_id: &str,
+        seq: u64,
+    ) -> Result<Option<pb::Message>, StoreError> {
+        let key = keys::message(conv_id, seq);
+        if let Some(message) = self.rewritten.get(&key) {
+            return Ok(Some(message.clone()));
+        }
+        // Amendments are rare: a linear look through this batch's appends is fine.
+        if let Some(message) = self
+            .in_batch
+            .values()
+            .find(|m| m.seq == seq && m.conv_id == conv_id)
+        {
+            return Ok(Some(message.clone()));
+        }
+        Ok(match tree.get(&key)? {
+            Some(raw) => Some(pb::Message::decode(raw.as_ref())?),
+            None => None,
+        })
+    }
+
+    /// Seqs of the amendment events of `target_seq` (all of them: recalls refuse a
+    /// recalled target, so any found are edits).
+    fn edits_of(
+        &self,
+        tree: &sled::Tree,
+        conv_id: &str,
+        target_seq: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut seqs = Vec::new();
+        let start = keys::amendment(conv_id, target_seq.saturating_add(1));
+        let prefix = keys::amendment_prefix(conv_id);
+        for entry in tree.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if super::cursor_buffer::read_u64(Some(value)) == target_seq {
+                seqs.push(keys::seq_of_message_key(&key));
+            }
+        }
+        seqs.extend(
+            self.amendments
+                .iter()
+                .filter(|(conv, _, target)| conv == conv_id && *target == target_seq)
+                .map(|(_, seq, _)| *seq),
+        );
+        Ok(seqs)
     }
 }
 

@@ -1,0 +1,407 @@
+// End-to-end: the realtime extras of the web client (issue 7) in real headless Chromium
+// against a real broker — typing indicator, presence dots, read ticks / "read by" and
+// unread counts across devices, recall and edit from the message menu, and a 1:1 video call
+// where both peers' RTCPeerConnections reach "connected" (fake camera and microphone).
+//
+// Starts `quip-broker` (target/debug, built by cargo) on 127.0.0.1 with a temp data dir. The
+// tests run in order and share two users (Alice and Bob), each in their own browser context.
+// No timing thresholds: every step waits for a state, with generous timeouts.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const brokerBin = process.env.QUIP_BROKER_BIN ?? join(root, 'target/debug/quip-broker');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const artifacts = join(root, 'artifacts');
+const WAIT = 20_000;
+const CALL_WAIT = 60_000;
+
+let broker;
+let browser;
+let dataDir;
+let base;
+
+const errors = [];
+const contexts = {};
+const pages = {};
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+async function waitForHealth(url) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(`${url}/health`);
+      if (response.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('broker did not come up');
+}
+
+const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
+const nick = (username) => username[0].toUpperCase() + username.slice(1);
+
+// Tests may reach no address but loopback, and WebRTC would otherwise pair the two
+// browsers over this machine's own network interface. Chromium gathers loopback
+// candidates only with --allow-loopback-in-peer-connection; this script, run before
+// the page's own code, drops every remote candidate that is not 127.0.0.1, so every
+// connectivity check and all media go to 127.0.0.1.
+function loopbackOnlyIce() {
+  const loopback = (line) => / 127\.0\.0\.1 /.test(line);
+  const addIceCandidate = RTCPeerConnection.prototype.addIceCandidate;
+  RTCPeerConnection.prototype.addIceCandidate = function (candidate, ...rest) {
+    const text = candidate?.candidate ?? '';
+    if (text && !loopback(text)) return Promise.resolve();
+    return addIceCandidate.call(this, candidate, ...rest);
+  };
+  const setRemoteDescription = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = function (description, ...rest) {
+    if (description?.sdp) {
+      const sdp = description.sdp
+        .split('\r\n')
+        .filter((line) => !line.startsWith('a=candidate:') || loopback(line))
+        .join('\r\n');
+      description = { type: description.type, sdp };
+    }
+    return setRemoteDescription.call(this, description, ...rest);
+  };
+  // Keep the connections, so the test can ask which candidate pair was chosen.
+  const Native = RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    window.__peers.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+}
+
+/** The remote address of the candidate pair the page's last RTCPeerConnection chose. */
+async function selectedRemoteAddress(page) {
+  return page.evaluate(async () => {
+    const pc = window.__peers.at(-1);
+    const stats = await pc.getStats();
+    let address = null;
+    stats.forEach((report) => {
+      if (report.type === 'transport' && report.selectedCandidatePairId) {
+        const pair = stats.get(report.selectedCandidatePairId);
+        address = stats.get(pair.remoteCandidateId)?.address ?? null;
+      }
+    });
+    return address;
+  });
+}
+
+async function newUserContext() {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    permissions: ['camera', 'microphone'],
+  });
+  await context.addInitScript(loopbackOnlyIce);
+  return context;
+}
+
+function watch(page, who) {
+  page.on('pageerror', (e) => errors.push(`${who}: ${e.message}`));
+  return page;
+}
+
+async function register(page, username) {
+  await page.goto(base);
+  await byId(page, 'register-toggle').click();
+  await byId(page, 'login-username').fill(username);
+  await byId(page, 'login-nickname').fill(nick(username));
+  await byId(page, 'login-password').fill('correct horse battery');
+  await byId(page, 'login-submit').click();
+  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
+}
+
+async function login(page, username) {
+  await page.goto(base);
+  await byId(page, 'login-username').fill(username);
+  await byId(page, 'login-password').fill('correct horse battery');
+  await byId(page, 'login-submit').click();
+  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
+}
+
+async function openChatWith(page, username) {
+  await byId(page, 'new-chat').click();
+  await byId(page, 'new-chat-username').fill(username);
+  await byId(page, 'new-chat-submit').click();
+  await page.locator('[data-testid="chat-title"]', { hasText: nick(username) }).waitFor({ timeout: WAIT });
+}
+
+/** Clicks the conversation item with this title and waits for the chat to show it. */
+async function openConversation(page, title) {
+  const item = page.locator('[data-testid="conversation-item"]', {
+    has: page.locator('[data-testid="conversation-name"]', { hasText: new RegExp(`^${title}$`) }),
+  });
+  await item.waitFor({ timeout: WAIT });
+  await item.click();
+  await page.locator('[data-testid="chat-title"]', { hasText: title }).waitFor({ timeout: WAIT });
+}
+
+async function send(page, text) {
+  await byId(page, 'composer').fill(text);
+  await byId(page, 'send').click();
+  await myMessage(page, text).locator('[data-state="sent"], [data-receipt]').first().waitFor({ timeout: WAIT });
+}
+
+function myMessage(page, text) {
+  return page.locator('[data-testid="message"][data-mine="true"]', { hasText: text });
+}
+
+async function seeMessage(page, text) {
+  await page.locator('[data-testid="message"]', { hasText: text }).first().waitFor({ timeout: WAIT });
+}
+
+/** The presence dot of the 1:1 conversation titled `title` in the sidebar. */
+function listDot(page, title) {
+  return page
+    .locator('[data-testid="conversation-item"]', {
+      has: page.locator('[data-testid="conversation-name"]', { hasText: new RegExp(`^${title}$`) }),
+    })
+    .locator('[data-testid="presence-dot"]');
+}
+
+before(async () => {
+  assert.ok(existsSync(brokerBin), `broker binary missing at ${brokerBin} (run cargo build -p quip-broker)`);
+  assert.ok(existsSync(chromiumPath), `chromium missing at ${chromiumPath} (scripts/test.sh installs it)`);
+  dataDir = mkdtempSync(join(tmpdir(), 'quip-e2e-rt-'));
+  const httpPort = await freePort();
+  const quicPort = await freePort();
+  base = `http://127.0.0.1:${httpPort}`;
+  broker = spawn(brokerBin, [
+    '--data-dir', dataDir,
+    '--quic-addr', `127.0.0.1:${quicPort}`,
+    '--http-addr', `127.0.0.1:${httpPort}`,
+    '--durability', 'os',
+  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUIP_LOG: 'warn' } });
+  await waitForHealth(base);
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-dev-shm-usage',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+    ],
+  });
+
+  contexts.alice = await newUserContext();
+  contexts.bob = await newUserContext();
+  pages.alice = watch(await contexts.alice.newPage(), 'alice');
+  pages.bob = watch(await contexts.bob.newPage(), 'bob');
+  await register(pages.alice, 'alice');
+  await register(pages.bob, 'bob');
+
+  // A 1:1 conversation both ways: that makes them partners (presence is pushed between them).
+  await openChatWith(pages.alice, 'bob');
+  await send(pages.alice, 'Hi Bob');
+  await openChatWith(pages.bob, 'alice'); // (looks Alice up by username: names are known)
+  await seeMessage(pages.bob, 'Hi Bob');
+  await send(pages.bob, 'Hi Alice');
+  await seeMessage(pages.alice, 'Hi Alice');
+});
+
+after(async () => {
+  await browser?.close();
+  broker?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('typing indicator shows for the other user and goes away', async () => {
+  const { alice, bob } = pages;
+  const indicator = byId(bob, 'typing-indicator');
+  await byId(alice, 'composer').pressSequentially('I am typing something', { delay: 20 });
+  await bob.locator('[data-testid="typing-indicator"]:visible', { hasText: 'Alice is typing' }).waitFor({ timeout: WAIT });
+  // Sending says "stopped" (and the message itself clears it).
+  await byId(alice, 'send').click();
+  await seeMessage(bob, 'I am typing something');
+  await indicator.waitFor({ state: 'hidden', timeout: WAIT });
+  // Typing without sending expires by itself (expires_in_ms).
+  await byId(alice, 'composer').pressSequentially('hmm', { delay: 20 });
+  await bob.locator('[data-testid="typing-indicator"]:visible', { hasText: 'Alice is typing' }).waitFor({ timeout: WAIT });
+  await indicator.waitFor({ state: 'hidden', timeout: WAIT });
+  await byId(alice, 'composer').fill('');
+});
+
+test('presence dot follows the other user going offline and online', async () => {
+  const { alice } = pages;
+  await listDot(alice, 'Bob').and(alice.locator('[data-online="true"]')).waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="chat-presence-dot"][data-online="true"]').waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="chat-subtitle"]', { hasText: 'online' }).waitFor({ timeout: WAIT });
+
+  // Bob closes the app: his only connection goes, Alice sees him offline with "last seen".
+  await pages.bob.close();
+  await listDot(alice, 'Bob').and(alice.locator('[data-online="false"]')).waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="chat-subtitle"]', { hasText: 'last seen' }).waitFor({ timeout: WAIT });
+
+  // Bob comes back (the session is remembered): online again. He stays on the list (no
+  // chat open) for the next test.
+  pages.bob = watch(await contexts.bob.newPage(), 'bob');
+  await pages.bob.goto(base);
+  await byId(pages.bob, 'new-chat').waitFor({ timeout: WAIT });
+  await listDot(alice, 'Bob').and(alice.locator('[data-online="true"]')).waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="chat-subtitle"]', { hasText: 'online' }).waitFor({ timeout: WAIT });
+  // And Bob sees Alice online.
+  await listDot(pages.bob, 'Alice').and(pages.bob.locator('[data-online="true"]')).waitFor({ timeout: WAIT });
+});
+
+test('read ticks in 1:1, unread across devices, and "read by" in a group', async () => {
+  const { alice, bob } = pages;
+  // Bob's second device (another browser profile): sees the unread count.
+  contexts.bob2 = await newUserContext();
+  const bob2 = watch(await contexts.bob2.newPage(), 'bob2');
+  await login(bob2, 'bob');
+
+  // Bob is online but not looking at the chat: delivered (✓✓), not read.
+  await send(alice, 'Are you there?');
+  await myMessage(alice, 'Are you there?').locator('[data-testid="message-status"][data-receipt="delivered"]').waitFor({ timeout: WAIT });
+  const bob2Badge = bob2
+    .locator('[data-testid="conversation-item"]', { hasText: 'Alice' })
+    .locator('[data-testid="unread-badge"]');
+  await bob2Badge.waitFor({ timeout: WAIT });
+
+  // Bob opens the chat on his first device: Alice sees read (blue ✓✓), and the unread
+  // badge on Bob's other device goes away (a read receipt of his own).
+  await openConversation(bob, 'Alice');
+  await seeMessage(bob, 'Are you there?');
+  await myMessage(alice, 'Are you there?').locator('[data-testid="message-status"][data-receipt="read"]').waitFor({ timeout: WAIT });
+  await bob2Badge.waitFor({ state: 'detached', timeout: WAIT });
+  await bob2.close();
+  await contexts.bob2.close();
+
+  // A message from Bob means he read everything before it; older ones stay read after a reload.
+  await alice.reload();
+  await openConversation(alice, 'Bob');
+  await myMessage(alice, 'Are you there?').locator('[data-testid="message-status"][data-receipt="read"]').waitFor({ timeout: WAIT });
+
+  // Group: "read by N" under my message once members read it, and "N online" in the header.
+  await byId(alice, 'new-group').click();
+  await byId(alice, 'new-group-name').fill('Realtime');
+  await byId(alice, 'new-group-members').fill('bob');
+  await byId(alice, 'new-group-submit').click();
+  await alice.locator('[data-testid="chat-title"]', { hasText: 'Realtime' }).waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="chat-subtitle"]', { hasText: /\d+ online/ }).waitFor({ timeout: WAIT });
+  await send(alice, 'Group news');
+  await openConversation(bob, 'Realtime');
+  await seeMessage(bob, 'Group news');
+  await myMessage(alice, 'Group news').locator('[data-testid="read-by"]', { hasText: 'Read by' }).waitFor({ timeout: WAIT });
+  mkdirSync(artifacts, { recursive: true });
+  await alice.screenshot({ path: join(artifacts, 'group-read-by.png') });
+  await bob.locator('[data-testid="chat-subtitle"]', { hasText: '2 online' }).waitFor({ timeout: WAIT });
+
+  // Back to the 1:1 chat for the next tests.
+  await openConversation(alice, 'Bob');
+  await openConversation(bob, 'Alice');
+});
+
+test('edit and recall from the message menu reach the other side', async () => {
+  const { alice, bob } = pages;
+  await send(alice, 'Thsi has a typo');
+  await seeMessage(bob, 'Thsi has a typo');
+
+  // Edit.
+  const typo = myMessage(alice, 'Thsi has a typo');
+  await typo.hover();
+  await typo.locator('[data-testid="message-menu-button"]').click();
+  await byId(alice, 'menu-edit').click();
+  mkdirSync(artifacts, { recursive: true });
+  await alice.screenshot({ path: join(artifacts, 'message-menu-edit.png') });
+  await byId(alice, 'edit-text').fill('This had a typo');
+  await byId(alice, 'edit-submit').click();
+  await alice.locator('[data-testid="message"][data-edited="true"]', { hasText: 'This had a typo' }).waitFor({ timeout: WAIT });
+  const edited = bob.locator('[data-testid="message"][data-edited="true"]', { hasText: 'This had a typo' });
+  await edited.waitFor({ timeout: WAIT });
+  assert.match(await edited.innerText(), /\(edited\)/);
+  assert.equal(await bob.locator('[data-testid="message"]', { hasText: 'Thsi has a typo' }).count(), 0);
+
+  // Recall.
+  await send(alice, 'Oops, wrong chat');
+  await seeMessage(bob, 'Oops, wrong chat');
+  const oops = myMessage(alice, 'Oops, wrong chat');
+  await oops.hover();
+  await oops.locator('[data-testid="message-menu-button"]').click();
+  await byId(alice, 'menu-recall').click();
+  await bob.locator('[data-testid="message"]', { hasText: 'Oops, wrong chat' }).waitFor({ state: 'detached', timeout: WAIT });
+  await bob.locator('[data-testid="message"][data-recalled="true"] [data-testid="message-recalled"]').first().waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="message"][data-recalled="true"]').first().waitFor({ timeout: WAIT });
+
+  // The events are not messages: no extra bubbles, no unread.
+  const bobTexts = await bob.locator('[data-testid="message"]').allInnerTexts();
+  assert.ok(bobTexts.every((t) => !/target_seq/.test(t)));
+  assert.equal(await bob.locator('[data-testid="unread-badge"]').count(), 0);
+
+  // After a reload, history shows the final state.
+  await bob.reload();
+  await openConversation(bob, 'Alice');
+  await bob.locator('[data-testid="message"][data-edited="true"]', { hasText: 'This had a typo' }).waitFor({ timeout: WAIT });
+  await bob.locator('[data-testid="message"][data-recalled="true"]').first().waitFor({ timeout: WAIT });
+  assert.equal(await bob.locator('[data-testid="message"]', { hasText: 'Oops, wrong chat' }).count(), 0);
+});
+
+test('1:1 video call: both peers connect, hang up ends it on both sides', async () => {
+  const { alice, bob } = pages;
+  const alicePanel = byId(alice, 'call-panel');
+  const bobPanel = byId(bob, 'call-panel');
+
+  await byId(alice, 'call-video').click();
+  await alice.locator('[data-testid="call-panel"][data-phase="outgoing"]').waitFor({ timeout: WAIT });
+  await bob.locator('[data-testid="call-panel"][data-phase="incoming"]').waitFor({ timeout: WAIT });
+  await alice.locator('[data-testid="call-status"]', { hasText: 'Ringing' }).waitFor({ timeout: WAIT });
+  mkdirSync(artifacts, { recursive: true });
+  await bob.screenshot({ path: join(artifacts, 'call-incoming.png') });
+  await byId(bob, 'call-accept').click();
+
+  await alice.locator('[data-testid="call-panel"][data-call-state="connected"]').waitFor({ timeout: CALL_WAIT });
+  await bob.locator('[data-testid="call-panel"][data-call-state="connected"]').waitFor({ timeout: CALL_WAIT });
+  await alice.locator('[data-testid="call-status"]', { hasText: 'Connected' }).waitFor({ timeout: WAIT });
+  // Media flows: the remote video has frames.
+  await alice.waitForFunction(() => document.getElementById('call-remote').videoWidth > 0, null, { timeout: CALL_WAIT });
+  // Media flows over loopback only (see loopbackOnlyIce).
+  assert.equal(await selectedRemoteAddress(alice), '127.0.0.1');
+  assert.equal(await selectedRemoteAddress(bob), '127.0.0.1');
+  mkdirSync(artifacts, { recursive: true });
+  await alice.screenshot({ path: join(artifacts, 'call.png') });
+
+  await byId(alice, 'call-hangup').click();
+  for (const page of [alice, bob]) {
+    await page.waitForFunction(() => {
+      const p = document.querySelector('[data-testid="call-panel"]');
+      return p.hidden || p.dataset.phase === 'ended';
+    }, null, { timeout: WAIT });
+    // The stored call SYSTEM message.
+    await page.locator('[data-testid="system-message"][data-event="call"]', { hasText: 'Video call ·' }).waitFor({ timeout: WAIT });
+  }
+  await bobPanel.waitFor({ state: 'hidden', timeout: WAIT });
+  await alicePanel.waitFor({ state: 'hidden', timeout: WAIT });
+});
+
+test('no uncaught errors in the pages', () => {
+  assert.deepEqual(errors, []);
+});
