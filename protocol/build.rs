@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/quip/v1/group.proto",
         "proto/quip/v1/presence.proto",
         "proto/quip/v1/receipt.proto",
+        "proto/quip/v1/contact.proto",
+        "proto/quip/v1/account.proto",
+        "proto/quip/v1/admin.proto",
         "proto/quip/v1/frame.proto",
     ];
     for file in files {

@@ -106,6 +106,9 @@ impl SessionLink for NoopCloser {
         Pushed::Stream
     }
     fn close(&self, _code: ErrorCode, _reason: &str) {}
+    fn transport(&self) -> &'static str {
+        "bench"
+    }
 }
 
 #[cfg(test)]

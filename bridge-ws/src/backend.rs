@@ -2,6 +2,7 @@
 //! in-process; nothing here knows how messages are stored or routed.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -53,7 +54,9 @@ pub struct BackendSession {
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Runs a `Hello` without opening a session: registration, login, refresh, or an
     /// access-token check. Returns what a QUIC client would get.
-    fn authenticate(&self, hello: pb::Hello) -> BackendFuture<'_, pb::HelloOk>;
+    ///
+    /// `peer` is the client's address, for per-address login rate limits.
+    fn authenticate(&self, hello: pb::Hello, peer: IpAddr) -> BackendFuture<'_, pb::HelloOk>;
 
     /// Checks an access token and says whose it is.
     fn identify<'a>(&'a self, access_token: &'a str) -> BackendFuture<'a, Identity>;

@@ -31,6 +31,30 @@ use crate::rest;
         rest::readers,
         rest::recall,
         rest::edit,
+        rest::social::friends,
+        rest::social::contact_requests,
+        rest::social::send_contact_request,
+        rest::social::accept_contact_request,
+        rest::social::reject_contact_request,
+        rest::social::cancel_contact_request,
+        rest::social::delete_friend,
+        rest::social::contact_settings,
+        rest::social::set_contact_settings,
+        rest::social::blocks,
+        rest::social::block,
+        rest::social::unblock,
+        rest::social::devices,
+        rest::social::logout_device,
+        rest::social::logout_all,
+        rest::social::admin_users,
+        rest::social::admin_user,
+        rest::social::admin_disable_user,
+        rest::social::admin_enable_user,
+        rest::social::admin_reset_password,
+        rest::social::admin_set_role,
+        rest::social::admin_groups,
+        rest::social::admin_dissolve_group,
+        rest::social::admin_stats,
         rest::health,
         serve,
     ),
@@ -59,4 +83,31 @@ impl Modify for BearerAuth {
 #[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "this document")))]
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (method, path) in rest::ROUTES {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is documented"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            rest::ROUTES.len(),
+            "no undocumented or stale paths"
+        );
+    }
 }

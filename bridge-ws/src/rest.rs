@@ -1,13 +1,14 @@
 //! The REST API, SimpleIM-compatible: every response is `{code, message, data}`;
 //! errors carry Quip's stable error code and the matching HTTP status.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use quip_protocol::json::{edit_request_from_json, message_to_json, presence_to_json};
 use quip_protocol::{ErrorCode, client_frame, ids, pb, server_frame};
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::{BridgeState, Identity};
+
+pub mod social;
 
 type AppState = State<Arc<BridgeState>>;
 
@@ -48,6 +51,30 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/conversations/{conversation_id}/messages/{seq}/edit",
     ),
+    ("get", "/api/contacts"),
+    ("get", "/api/contacts/requests"),
+    ("post", "/api/contacts/requests"),
+    ("post", "/api/contacts/requests/{user_id}/accept"),
+    ("post", "/api/contacts/requests/{user_id}/reject"),
+    ("delete", "/api/contacts/requests/{user_id}"),
+    ("delete", "/api/contacts/{user_id}"),
+    ("get", "/api/contacts/settings"),
+    ("put", "/api/contacts/settings"),
+    ("get", "/api/blocks"),
+    ("post", "/api/blocks"),
+    ("delete", "/api/blocks/{user_id}"),
+    ("get", "/api/devices"),
+    ("post", "/api/devices/{device_id}/logout"),
+    ("post", "/api/devices/logout-all"),
+    ("get", "/api/admin/users"),
+    ("get", "/api/admin/users/{user_id}"),
+    ("post", "/api/admin/users/{user_id}/disable"),
+    ("post", "/api/admin/users/{user_id}/enable"),
+    ("post", "/api/admin/users/{user_id}/password"),
+    ("post", "/api/admin/users/{user_id}/role"),
+    ("get", "/api/admin/groups"),
+    ("post", "/api/admin/groups/{group_id}/dissolve"),
+    ("get", "/api/admin/stats"),
     ("get", "/health"),
     ("get", "/api/openapi.json"),
 ];
@@ -84,6 +111,60 @@ pub fn routes() -> Router<Arc<BridgeState>> {
             "/api/conversations/{conversation_id}/messages/{seq}/edit",
             post(edit),
         )
+        .route("/api/contacts", get(social::friends))
+        .route(
+            "/api/contacts/requests",
+            get(social::contact_requests).post(social::send_contact_request),
+        )
+        .route(
+            "/api/contacts/requests/{user_id}/accept",
+            post(social::accept_contact_request),
+        )
+        .route(
+            "/api/contacts/requests/{user_id}/reject",
+            post(social::reject_contact_request),
+        )
+        .route(
+            "/api/contacts/requests/{user_id}",
+            delete(social::cancel_contact_request),
+        )
+        .route(
+            "/api/contacts/settings",
+            get(social::contact_settings).put(social::set_contact_settings),
+        )
+        .route("/api/contacts/{user_id}", delete(social::delete_friend))
+        .route("/api/blocks", get(social::blocks).post(social::block))
+        .route("/api/blocks/{user_id}", delete(social::unblock))
+        .route("/api/devices", get(social::devices))
+        .route("/api/devices/logout-all", post(social::logout_all))
+        .route(
+            "/api/devices/{device_id}/logout",
+            post(social::logout_device),
+        )
+        .route("/api/admin/users", get(social::admin_users))
+        .route("/api/admin/users/{user_id}", get(social::admin_user))
+        .route(
+            "/api/admin/users/{user_id}/disable",
+            post(social::admin_disable_user),
+        )
+        .route(
+            "/api/admin/users/{user_id}/enable",
+            post(social::admin_enable_user),
+        )
+        .route(
+            "/api/admin/users/{user_id}/password",
+            post(social::admin_reset_password),
+        )
+        .route(
+            "/api/admin/users/{user_id}/role",
+            post(social::admin_set_role),
+        )
+        .route("/api/admin/groups", get(social::admin_groups))
+        .route(
+            "/api/admin/groups/{group_id}/dissolve",
+            post(social::admin_dissolve_group),
+        )
+        .route("/api/admin/stats", get(social::admin_stats))
         .route("/health", get(health))
         .route("/api/openapi.json", get(crate::openapi::serve))
 }
@@ -109,10 +190,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
         InvalidArgument | BadFrame | Unsupported => StatusCode::BAD_REQUEST,
-        Unauthenticated | InvalidCredentials | TokenExpired | TokenInvalid => {
+        Unauthenticated | InvalidCredentials | TokenExpired | TokenInvalid | LoggedOut => {
             StatusCode::UNAUTHORIZED
         }
-        Forbidden | Muted | AccountDisabled => StatusCode::FORBIDDEN,
+        Forbidden | Muted | AccountDisabled | Blocked | ContactsOnly => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AlreadyAuthenticated | GroupFull | Conflict => StatusCode::CONFLICT,
         Expired => StatusCode::GONE,
@@ -125,11 +206,26 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// `Retry-After` for a RATE_LIMITED answer: whole seconds, rounded up, at least 1.
+pub fn retry_after_secs(retry_after_ms: u64) -> u64 {
+    retry_after_ms.div_ceil(1000).max(1)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.0.error_code();
-        let body = json!({"code": self.0.code, "message": self.0.message, "error": code.name(), "data": null});
-        (status_of(code), Json(body)).into_response()
+        let mut body = json!({"code": self.0.code, "message": self.0.message, "error": code.name(), "data": null});
+        if code == ErrorCode::RateLimited || self.0.retry_after_ms > 0 {
+            body["retry_after_ms"] = json!(self.0.retry_after_ms);
+        }
+        let mut response = (status_of(code), Json(body)).into_response();
+        if code == ErrorCode::RateLimited {
+            let seconds = retry_after_secs(self.0.retry_after_ms);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -143,6 +239,22 @@ fn ok(data: Value) -> ApiResult {
 #[derive(Debug)]
 pub struct Authed(pub Identity);
 
+/// The bearer token of a request.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing Authorization: Bearer <token>",
+            )
+        })
+}
+
 impl FromRequestParts<Arc<BridgeState>> for Authed {
     type Rejection = ApiError;
 
@@ -150,19 +262,7 @@ impl FromRequestParts<Arc<BridgeState>> for Authed {
         parts: &mut Parts,
         state: &Arc<BridgeState>,
     ) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "missing Authorization: Bearer <token>",
-                )
-            })?;
+        let token = bearer_token(&parts.headers)?;
         Ok(Authed(state.backend.identify(token).await?))
     }
 }
@@ -291,7 +391,11 @@ pub struct MembersQuery {
 
 #[utoipa::path(post, path = "/api/register", request_body = RegisterBody,
     responses((status = 200, description = "{user_id, username, nickname}"), (status = 409, description = "username taken")))]
-pub async fn register(State(state): AppState, Body(body): Body<RegisterBody>) -> ApiResult {
+pub async fn register(
+    State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(body): Body<RegisterBody>,
+) -> ApiResult {
     let hello = pb::Hello {
         auth: Some(pb::hello::Auth::Register(pb::RegisterAuth {
             username: body.username,
@@ -302,7 +406,7 @@ pub async fn register(State(state): AppState, Body(body): Body<RegisterBody>) ->
         client_version: "quip-bridge-ws".into(),
         ..Default::default()
     };
-    let hello_ok = state.backend.authenticate(hello).await?;
+    let hello_ok = state.backend.authenticate(hello, peer.ip()).await?;
     ok(
         json!({"user_id": hello_ok.user_id, "username": hello_ok.username, "nickname": hello_ok.nickname}),
     )
@@ -320,6 +424,7 @@ fn session_data(hello_ok: &pb::HelloOk, headers: &HeaderMap, quic_port: u16) -> 
         "username": hello_ok.username,
         "nickname": hello_ok.nickname,
         "device_id": hello_ok.device_id,
+        "role": hello_ok.role,
         "token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
         "expires_at": tokens.access_expires_at_ms,
@@ -330,10 +435,11 @@ fn session_data(hello_ok: &pb::HelloOk, headers: &HeaderMap, quic_port: u16) -> 
 }
 
 #[utoipa::path(post, path = "/api/login", request_body = LoginBody,
-    responses((status = 200, description = "{user_id, username, nickname, token, refresh_token, expires_at, websocket_url, quic_url, device_id}"),
+    responses((status = 200, description = "{user_id, username, nickname, role, token, refresh_token, expires_at, websocket_url, quic_url, device_id}"),
                (status = 401, description = "wrong username or password")))]
 pub async fn login(
     State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(body): Body<LoginBody>,
 ) -> ApiResult {
@@ -351,7 +457,7 @@ pub async fn login(
         client_version: "quip-bridge-ws".into(),
         ..Default::default()
     };
-    let hello_ok = state.backend.authenticate(hello).await?;
+    let hello_ok = state.backend.authenticate(hello, peer.ip()).await?;
     ok(session_data(&hello_ok, &headers, state.config.quic_port))
 }
 
@@ -359,6 +465,7 @@ pub async fn login(
     responses((status = 200, description = "same as login"), (status = 401, description = "refresh token invalid or expired")))]
 pub async fn refresh(
     State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(body): Body<RefreshBody>,
 ) -> ApiResult {
@@ -368,7 +475,7 @@ pub async fn refresh(
         client_version: "quip-bridge-ws".into(),
         ..Default::default()
     };
-    let hello_ok = state.backend.authenticate(hello).await?;
+    let hello_ok = state.backend.authenticate(hello, peer.ip()).await?;
     ok(session_data(&hello_ok, &headers, state.config.quic_port))
 }
 
@@ -387,14 +494,29 @@ async fn lookup(state: &BridgeState, identity: &Identity, key: pb::lookup_user::
     }
 }
 
-#[utoipa::path(get, path = "/api/me", responses((status = 200, description = "{user_id, username, nickname}")), security(("bearer" = [])))]
-pub async fn me(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    lookup(
-        &state,
-        &identity,
-        pb::lookup_user::Key::UserId(identity.user_id.clone()),
-    )
-    .await
+#[utoipa::path(get, path = "/api/me", responses((status = 200, description = "{user_id, username, nickname, role}")), security(("bearer" = [])))]
+pub async fn me(
+    State(state): AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    // The token check a QUIC Hello makes answers with the user's current names and
+    // role (which `identify` does not carry).
+    let token = bearer_token(&headers)?;
+    let identity = state.backend.identify(token).await?;
+    let hello = pb::Hello {
+        auth: Some(pb::hello::Auth::AccessToken(token.to_owned())),
+        device_id: identity.device_id,
+        client_version: "quip-bridge-ws".into(),
+        ..Default::default()
+    };
+    let hello_ok = state.backend.authenticate(hello, peer.ip()).await?;
+    ok(json!({
+        "user_id": hello_ok.user_id,
+        "username": hello_ok.username,
+        "nickname": hello_ok.nickname,
+        "role": hello_ok.role,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/users/by-username/{username}", params(("username" = String, Path)),
@@ -1132,5 +1254,28 @@ mod tests {
     fn expired_and_conflict_have_their_own_statuses() {
         assert_eq!(status_of(ErrorCode::Expired), StatusCode::GONE);
         assert_eq!(status_of(ErrorCode::Conflict), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn contact_and_logout_errors_have_their_statuses() {
+        assert_eq!(status_of(ErrorCode::Blocked), StatusCode::FORBIDDEN);
+        assert_eq!(status_of(ErrorCode::ContactsOnly), StatusCode::FORBIDDEN);
+        assert_eq!(status_of(ErrorCode::LoggedOut), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(ErrorCode::AccountDisabled), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn rate_limited_answers_say_when_to_retry() {
+        assert_eq!(retry_after_secs(0), 1);
+        assert_eq!(retry_after_secs(1), 1);
+        assert_eq!(retry_after_secs(1000), 1);
+        assert_eq!(retry_after_secs(1001), 2);
+        let mut error = pb::Error::new(ErrorCode::RateLimited, "slow down");
+        error.retry_after_ms = 2500;
+        let response = ApiError(error).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        let plain = ApiError::new(ErrorCode::Forbidden, "no").into_response();
+        assert!(plain.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -9,7 +9,8 @@
 //! no answer), recall (35) and edit (36) answered with an ACK (30), call signalling
 //! (60) answered with 61, heartbeats (99). Broker → browser, besides answers:
 //! deliveries (RECALL / EDIT events render as 35 / 36), receipts (31, 32), typing
-//! (33), presence (34) and call events (60), all pushed without a request.
+//! (33), presence (34), call events (60) and contact events (70), all pushed without
+//! a request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,7 +38,8 @@ use crate::backend::{BackendSession, RequestFuture};
 use crate::rest::ApiError;
 
 /// WebSocket close codes: 1009 for an oversized message, and 4000 + the Quip error
-/// code when the broker ends the session (e.g. 4012 slow consumer, 4020 replaced).
+/// code when the broker ends the session (e.g. 4012 slow consumer, 4020 replaced,
+/// 4028 logged out, 4018 account disabled).
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 pub const CLOSE_APP_BASE: u16 = 4000;
@@ -275,6 +277,29 @@ fn typing_kind_name(kind: i32) -> &'static str {
         Ok(pb::TypingKind::Stopped) => "stopped",
         _ => "typing",
     }
+}
+
+/// A contact event's kind as the browser sees it.
+fn contact_event_name(kind: i32) -> &'static str {
+    match pb::ContactEventKind::try_from(kind) {
+        Ok(pb::ContactEventKind::RequestReceived) => "request_received",
+        Ok(pb::ContactEventKind::RequestAccepted) => "request_accepted",
+        Ok(pb::ContactEventKind::RequestCancelled) => "request_cancelled",
+        Ok(pb::ContactEventKind::FriendRemoved) => "friend_removed",
+        _ => "unspecified",
+    }
+}
+
+/// `{type: 70, event, user_id, username, nickname, message}`.
+fn contact_event_to_json(event: &pb::ContactEvent) -> Value {
+    json!({
+        "type": types::CONTACT_EVENT,
+        "event": contact_event_name(event.kind),
+        "user_id": event.user_id,
+        "username": event.username,
+        "nickname": event.nickname,
+        "message": event.message,
+    })
 }
 
 fn invalid(message: &str, message_id: Option<&str>) -> Value {
@@ -538,6 +563,9 @@ impl Relay {
                 "expires_in_ms": notice.expires_in_ms,
             })],
             (Some(server_frame::Body::Presence(presence)), _) => vec![presence_to_json(&presence)],
+            (Some(server_frame::Body::ContactEvent(event)), _) => {
+                vec![contact_event_to_json(&event)]
+            }
             (Some(server_frame::Body::Receipt(receipt)), _) => receipt_to_json(&receipt),
             (Some(server_frame::Body::CallEvent(event)), _) => {
                 let event = call_event_to_json(&event);
@@ -586,5 +614,28 @@ mod tests {
         assert!(typing_kind_from_json(Some(&json!("dancing"))).is_err());
         assert!(typing_kind_from_json(Some(&json!(2))).is_err());
         assert_eq!(typing_kind_name(0), "typing");
+    }
+
+    #[test]
+    fn contact_events_render_as_type_70() {
+        let event = pb::ContactEvent {
+            kind: pb::ContactEventKind::RequestReceived as i32,
+            user_id: "user_a".into(),
+            message: "hi".into(),
+            username: "alice".into(),
+            nickname: "Alice".into(),
+        };
+        assert_eq!(
+            contact_event_to_json(&event),
+            json!({"type": 70, "event": "request_received", "user_id": "user_a",
+                   "username": "alice", "nickname": "Alice", "message": "hi"})
+        );
+        for (kind, name) in [
+            (pb::ContactEventKind::RequestAccepted, "request_accepted"),
+            (pb::ContactEventKind::RequestCancelled, "request_cancelled"),
+            (pb::ContactEventKind::FriendRemoved, "friend_removed"),
+        ] {
+            assert_eq!(contact_event_name(kind as i32), name);
+        }
     }
 }

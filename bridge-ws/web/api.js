@@ -1,20 +1,25 @@
 // REST client for bridge-ws (see bridge-ws/CONTRACT.md).
 //
 // Every response is `{code, message, data}`; a non-zero code or a non-2xx status becomes an
-// ApiError carrying the server's readable `message`. An authenticated call that gets 401 runs
-// the (single-flight) token refresh once and retries.
+// ApiError carrying a readable message (errors.js: the server's text, or ours for the codes a
+// user should understand, e.g. BLOCKED or RATE_LIMITED with its wait). An authenticated call
+// that gets 401 runs the (single-flight) token refresh once and retries.
+
+import { readableError } from './errors.js';
 
 export class ApiError extends Error {
   /**
    * @param {number} status HTTP status (0 for a network failure)
    * @param {number} code Quip error code (0 if unknown)
    * @param {string} message readable message from the API
+   * @param {number} [retryAfterMs] RATE_LIMITED: how long to wait (0 if not said)
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfterMs = 0) {
     super(message || `Request failed (${status})`);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.retryAfterMs = retryAfterMs;
   }
 
   /** True when the credentials themselves are bad (not a transient failure). */
@@ -62,8 +67,16 @@ export function createApi({ getAuth, refresh }) {
     }
 
     if (!res.ok || (json && typeof json.code === 'number' && json.code !== 0)) {
-      const msg = (json && json.message) || res.statusText || 'Request failed';
-      throw new ApiError(res.status, (json && json.code) || 0, msg);
+      const raw = (json && json.message) || res.statusText || 'Request failed';
+      let code = (json && json.code) || 0;
+      if (!code && res.status === 429) code = 11; // RATE_LIMITED without a JSON body
+      // RATE_LIMITED: `retry_after_ms` in the body, else the Retry-After header (seconds).
+      let retryAfterMs = Number(json && json.retry_after_ms) || 0;
+      if (!retryAfterMs) {
+        const header = Number(res.headers.get('Retry-After'));
+        if (header > 0) retryAfterMs = header * 1000;
+      }
+      throw new ApiError(res.status, code, readableError(code, raw, retryAfterMs), retryAfterMs);
     }
     return json ? json.data ?? {} : {};
   }
@@ -71,6 +84,15 @@ export function createApi({ getAuth, refresh }) {
   const enc = encodeURIComponent;
   const get = (p) => request('GET', p);
   const post = (p, body = {}) => request('POST', p, { body });
+  const put = (p, body = {}) => request('PUT', p, { body });
+  const del = (p) => request('DELETE', p);
+  /** `?a=1&b=x` from an object, skipping empty values. */
+  const qs = (params) => {
+    const parts = Object.entries(params)
+      .filter(([, v]) => v !== undefined && v !== null && v !== '')
+      .map(([k, v]) => `${enc(k)}=${enc(v)}`);
+    return parts.length ? `?${parts.join('&')}` : '';
+  };
 
   return {
     request,
@@ -108,5 +130,45 @@ export function createApi({ getAuth, refresh }) {
       post(`/api/conversations/${enc(convId)}/messages/${seq}/recall`, { client_msg_id }),
     edit: (convId, seq, content, client_msg_id) =>
       post(`/api/conversations/${enc(convId)}/messages/${seq}/edit`, { content, client_msg_id }),
+
+    // ---- contacts and blocking
+    /** {friends: [{user_id, username, nickname, since, online, last_seen, blocked}]} */
+    friends: () => get('/api/contacts'),
+    /** {incoming: [req], outgoing: [req]}, req = {from_user_id, to_user_id, message, requested_at, username, nickname} */
+    contactRequests: () => get('/api/contacts/requests'),
+    /** {now_friends} */
+    sendContactRequest: (user_id, message = '') => post('/api/contacts/requests', { user_id, message }),
+    acceptContactRequest: (userId) => post(`/api/contacts/requests/${enc(userId)}/accept`, {}),
+    rejectContactRequest: (userId) => post(`/api/contacts/requests/${enc(userId)}/reject`, {}),
+    cancelContactRequest: (userId) => del(`/api/contacts/requests/${enc(userId)}`),
+    deleteFriend: (userId) => del(`/api/contacts/${enc(userId)}`),
+    /** {friends_only_dm} */
+    contactSettings: () => get('/api/contacts/settings'),
+    setContactSettings: (settings) => put('/api/contacts/settings', settings),
+    /** {blocked: [{user_id, username, nickname, blocked_at}]} */
+    blocked: () => get('/api/blocks'),
+    block: (user_id) => post('/api/blocks', { user_id }),
+    unblock: (userId) => del(`/api/blocks/${enc(userId)}`),
+
+    // ---- my devices
+    /** {devices: [{device_id, client_version, first_seen, last_seen, online, current, transport}]} */
+    devices: () => get('/api/devices'),
+    /** {sessions} */
+    logoutDevice: (deviceId) => post(`/api/devices/${enc(deviceId)}/logout`, {}),
+    logoutAll: (keep_current = true) => post('/api/devices/logout-all', { keep_current }),
+
+    // ---- admin (role "admin")
+    /** {users: [admin user], next_after} */
+    adminUsers: (query = '', after = '', limit = 20) => get(`/api/admin/users${qs({ query, after, limit })}`),
+    /** {user, devices, groups} */
+    adminUser: (userId) => get(`/api/admin/users/${enc(userId)}`),
+    adminSetDisabled: (userId, disabled) => post(`/api/admin/users/${enc(userId)}/${disabled ? 'disable' : 'enable'}`, {}),
+    adminResetPassword: (userId, new_password) => post(`/api/admin/users/${enc(userId)}/password`, { new_password }),
+    adminSetRole: (userId, role) => post(`/api/admin/users/${enc(userId)}/role`, { role }),
+    /** {groups: [group JSON], next_after} */
+    adminGroups: (query = '', after = '', limit = 20) => get(`/api/admin/groups${qs({ query, after, limit })}`),
+    adminDissolveGroup: (groupId) => post(`/api/admin/groups/${enc(groupId)}/dissolve`, {}),
+    /** {quic_sessions, websocket_sessions, users_online, messages_per_second, …} */
+    adminStats: () => get('/api/admin/stats'),
   };
 }

@@ -17,6 +17,10 @@ import {
 } from './store.js';
 import { createPresence } from './presence.js';
 import { CallManager } from './call.js';
+import { createContacts } from './contacts.js';
+import { createDevices } from './devices.js';
+import { createAdmin } from './admin.js';
+import { frameError, readableError, ACCOUNT_DISABLED, LOGGED_OUT, BLOCKED, RATE_LIMITED } from './errors.js';
 import * as ui from './ui.js';
 
 // ------------------------------------------------------------------ constants
@@ -45,8 +49,11 @@ const READ_RECEIPT_DELAY_MS = 250; // coalesces read receipts during a burst
 const AUTH_CLOSE_CODES = new Set([4001, 4003, 4007, 4008, 1008]);
 /** SESSION_REPLACED (20): another connection took this device over (e.g. a second tab). */
 const REPLACED_CLOSE_CODES = new Set([4020]);
-/** ACCOUNT_DISABLED (18). */
+/** ACCOUNT_DISABLED (18): an admin disabled the account. */
 const DISABLED_CLOSE_CODES = new Set([4018]);
+/** LOGGED_OUT (28): this device was signed out (from another device, "log out everywhere",
+ * or an admin's password reset); its tokens are revoked, so do not reconnect. */
+const LOGGED_OUT_CLOSE_CODES = new Set([4028]);
 
 // ------------------------------------------------------------------ state
 
@@ -68,6 +75,7 @@ let tickTimer = 0;
 let deliveredTimer = 0;
 let saveUsersTimer = 0;
 let readTimer = 0;
+let rateToastUntil = 0; // RATE_LIMITED toasts are shown at most once per wait
 const lastTypingSent = new Map(); // conversation id -> ms
 const wsPending = new Map(); // message_id of a WebSocket request -> {resolve, reject, timer}
 const receiptTimers = new Map(); // conversation id -> timeout (debounced receipt fetch)
@@ -94,6 +102,18 @@ const calls = new CallManager({
 });
 
 const api = createApi({ getAuth: () => auth, refresh: (prev) => refreshTokens(prev) });
+
+const devices = createDevices({ api, store, currentDeviceId: () => session.deviceId() });
+const contacts = createContacts({
+  api,
+  store,
+  presence,
+  learnUser: (id, info) => learnUser(id, info),
+  openChat: (user) => openChatWith(user),
+  fetchPresence: (ids) => fetchPresence(ids),
+  onSettingsTab: () => devices.show(),
+});
+const admin = createAdmin({ api, store, learnUser: (id, info) => learnUser(id, info) });
 
 const me = () => store.state.me;
 const activeConv = () => (store.state.active ? store.state.convs.get(store.state.active) : null);
@@ -182,6 +202,7 @@ function refreshTokens(prevToken) {
           scheduleRefresh();
           return auth;
         }
+        if (e.code === LOGGED_OUT || e.code === ACCOUNT_DISABLED) throw new SessionLost(e.message);
         throw new SessionLost(e.status === 401 || e.isAuth ? undefined : e.message);
       }
       throw e;
@@ -246,7 +267,7 @@ function settleRequest(f, ok) {
   wsPending.delete(id);
   clearTimeout(p.timer);
   if (ok) p.resolve(f);
-  else p.reject(Object.assign(new Error(f.message || `Error ${f.code}`), { code: Number(f.code) || 0 }));
+  else p.reject(Object.assign(new Error(frameError(f)), { code: Number(f.code) || 0, retryAfterMs: Number(f.retry_after_ms) || 0 }));
   return true;
 }
 
@@ -277,7 +298,11 @@ function createConnection() {
     onClose({ code, reason, wasOpen }) {
       if (wasOpen) needsListReload = true;
       if (DISABLED_CLOSE_CODES.has(code)) {
-        logout(reason || 'This account has been disabled.');
+        logout(readableError(ACCOUNT_DISABLED, reason));
+        return 'stop';
+      }
+      if (LOGGED_OUT_CLOSE_CODES.has(code)) {
+        logout('You were signed out on this device (from another device or by an administrator). Please sign in again.');
         return 'stop';
       }
       if (REPLACED_CLOSE_CODES.has(code) || /replaced/i.test(reason)) return 'replaced';
@@ -303,6 +328,11 @@ function onOpen() {
   }
   // Presence changes while we were disconnected were not pushed to us.
   if (store.state.convsLoaded) fetchPresence(partnerIds());
+  // Contact events (requests …) sent while we were away were lost too; my role may have
+  // changed (an admin made me one).
+  contacts.refresh();
+  refreshMe();
+  if (store.state.page === 'admin') admin.show();
 }
 
 function onFrame(f) {
@@ -310,6 +340,9 @@ function onFrame(f) {
   switch (type) {
     case 30:
       if (!settleRequest(f, !f.code)) onAck(f);
+      break;
+    case 70: // contact event: a friend request received / accepted / cancelled, a friend removed
+      contacts.onEvent(f);
       break;
     case 61: // call request answered
       settleRequest(f, true);
@@ -372,8 +405,12 @@ function onAck(f) {
 }
 
 function onErrorFrame(f) {
-  if (f.message_id && store.findPending(f.message_id)) {
-    store.markFailed(f.message_id, f.message || `Error ${f.code}`);
+  const pending = f.message_id && store.findPending(f.message_id);
+  if (pending) {
+    // BLOCKED both ways: say "unblock first" when it is me who blocked them.
+    const peer = pending.conv && pending.conv.type === 1 ? pending.conv.peerId : '';
+    const iBlocked = Number(f.code) === BLOCKED && !!peer && contacts.isBlocked(peer);
+    store.markFailed(f.message_id, frameError(f, { iBlocked }));
     return;
   }
   const code = Number(f.code);
@@ -384,7 +421,13 @@ function onErrorFrame(f) {
     return;
   }
   if (code === 19) return; // UNSUPPORTED (e.g. typing on an older server): not worth a toast
-  ui.toast(f.message || `Server error ${f.code}`, 'error');
+  if (code === RATE_LIMITED) {
+    // Receipts / typing over the limit: one toast per wait, not one per refused frame.
+    const now = Date.now();
+    if (now < rateToastUntil) return;
+    rateToastUntil = now + Math.max(Number(f.retry_after_ms) || 0, 5_000);
+  }
+  ui.toast(frameError(f), 'error');
 }
 
 function onTypingFrame(f) {
@@ -841,6 +884,30 @@ function onLoadOlder(force = false) {
 
 // ------------------------------------------------------------------ dialogs
 
+/** Opens (or starts) the 1:1 chat with a known user. */
+function openChatWith(user) {
+  if (!user || !user.user_id || !me() || user.user_id === me().user_id) return;
+  if (user.username || user.nickname) learnUser(user.user_id, user);
+  const convId = singleConversationId(me().user_id, user.user_id);
+  store.ensureConv(convId, { peerId: user.user_id, sortTs: Date.now() });
+  openConversation(convId);
+  if (!presence.has(user.user_id)) fetchPresence([user.user_id]);
+}
+
+/** Shows the Contacts or Admin page in the main area (instead of a conversation). */
+function openPage(page) {
+  if (page === 'admin' && !(me() && me().role === 'admin')) return;
+  if (store.state.page === page) return;
+  closeConversation();
+  store.setPage(page);
+  if (page === 'contacts') contacts.show();
+  else if (page === 'admin') admin.show();
+}
+
+function closePage() {
+  store.setPage(null);
+}
+
 async function onNewChat(username) {
   username = username.replace(/^@/, '');
   if (!username) return 'Enter a username.';
@@ -953,6 +1020,7 @@ async function onRegister({ username, nickname, password }) {
 }
 
 function startSession(loginData) {
+  ui.setLoginError('');
   adoptLogin(loginData);
   learnUser(auth.user_id, { nickname: auth.nickname, username: auth.username });
   bootMain();
@@ -960,7 +1028,10 @@ function startSession(loginData) {
 
 /** Shows the chat UI for `auth` and starts the connection and the initial loads. */
 function bootMain() {
-  store.reset({ user_id: auth.user_id, username: auth.username, nickname: auth.nickname });
+  store.reset({ user_id: auth.user_id, username: auth.username, nickname: auth.nickname, role: auth.role || 'user' });
+  contacts.reset();
+  devices.reset();
+  admin.reset();
   ui.showMain(store.state.me);
   store.setVisible(!document.hidden);
 
@@ -1025,6 +1096,9 @@ function logout(message = '') {
   gapAttempts.clear();
   lastTypingSent.clear();
   membersFetchedAt.clear();
+  contacts.reset();
+  devices.reset();
+  admin.reset();
   forceRefresh = false;
   needsListReload = false;
   const wasSignedIn = !!auth;
@@ -1037,6 +1111,26 @@ function logout(message = '') {
   }
   store.reset(null);
   if (wasSignedIn || message) ui.showLogin({ error: message });
+}
+
+/** Refreshes my profile: nickname and role (an admin may have changed it) from GET /api/me. */
+function refreshMe() {
+  const forUser = auth && auth.user_id;
+  api
+    .me()
+    .then((u) => {
+      if (!auth || auth.user_id !== forUser || !u || !u.user_id || !store.state.me) return;
+      learnUser(u.user_id, u);
+      const role = u.role || auth.role || 'user';
+      if (auth.role !== role) {
+        auth.role = role;
+        session.saveAuth(auth);
+      }
+      store.state.me = { user_id: u.user_id, username: u.username, nickname: u.nickname || u.username, role };
+      ui.setMe(store.state.me);
+      if (role !== 'admin' && store.state.page === 'admin') closePage();
+    })
+    .catch(() => {});
 }
 
 function onBannerAction() {
@@ -1107,26 +1201,28 @@ ui.init(
     onNewGroup,
     onJoinGroup,
     onBannerAction,
+    onOpenPage: openPage,
+    onClosePage: closePage,
   },
   store,
   { presence, call: calls },
 );
+contacts.init();
+devices.init();
+admin.init();
+store.subscribe(() => {
+  contacts.render();
+  devices.render();
+  admin.render();
+});
 
 const saved = session.loadAuth();
 if (saved) {
   auth = saved;
   scheduleRefresh();
   bootMain();
-  // Refresh my own profile (nickname may have changed); a dead session logs out here.
-  api
-    .me()
-    .then((u) => {
-      if (!auth || !u || !u.user_id) return;
-      learnUser(u.user_id, u);
-      store.state.me = { user_id: u.user_id, username: u.username, nickname: u.nickname || u.username };
-      ui.setMe(store.state.me);
-    })
-    .catch(() => {});
+  // My own profile is refreshed once the connection opens (refreshMe); a dead session logs
+  // out there.
 } else {
   ui.showLogin();
 }

@@ -77,6 +77,7 @@ export function authFromLogin(data) {
     user_id: data.user_id,
     username: data.username,
     nickname: data.nickname || data.username,
+    role: data.role || 'user', // "admin" sees the admin page
     token: data.token,
     refresh_token: data.refresh_token,
     expires_at: parseExpiry(data.expires_at),

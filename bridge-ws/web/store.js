@@ -78,6 +78,7 @@ export function createStore({ schedule } = {}) {
     pendingIndex: new Map(), // client id -> conversation id, for ACK / error lookup
     resumeBase: new Map(), // conversation id -> seq from a type-41 frame, before the conversation exists
     active: null, // open conversation id
+    page: null, // open page instead of a conversation: null | 'contacts' | 'admin'
     visible: true, // page visible (a conversation only counts as "viewed" when it is)
     conn: { status: 'stopped', info: {} },
     convsLoaded: false,
@@ -107,6 +108,7 @@ export function createStore({ schedule } = {}) {
     state.pendingIndex.clear();
     state.resumeBase.clear();
     state.active = null;
+    state.page = null;
     state.convsLoaded = false;
     if (me) state.users.set(me.user_id, { nickname: me.nickname, username: me.username });
     emit();
@@ -809,6 +811,14 @@ export function createStore({ schedule } = {}) {
 
   function setActive(convId) {
     state.active = convId;
+    if (convId) state.page = null; // a conversation and a page share the main area
+    emit();
+  }
+
+  /** Shows a page (contacts, admin) in the main area, or none. Callers close the open
+   * conversation first (it would otherwise count as viewed while hidden). */
+  function setPage(page) {
+    state.page = page || null;
     emit();
   }
 
@@ -867,6 +877,7 @@ export function createStore({ schedule } = {}) {
     typingNames,
     typingIsVoice,
     setActive,
+    setPage,
     setVisible,
     setConn,
     totalUnread,

@@ -33,6 +33,8 @@ export const ICONS = {
   join: svg('<path d="M15 3h4a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2h-4"/><path d="M10 17l5-5-5-5"/><path d="M15 12H3"/>'),
   logout: svg('<path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4"/><path d="M16 17l5-5-5-5"/><path d="M21 12H9"/>'),
   back: svg('<path d="M15 18l-6-6 6-6"/>'),
+  contacts: svg('<circle cx="9" cy="8" r="3.2"/><path d="M3 19c.6-3.2 3-5 6-5s5.4 1.8 6 5"/><circle cx="17" cy="9" r="2.4"/><path d="M16.5 14.2c2.3.2 4 1.8 4.5 4.8"/>'),
+  shield: svg('<path d="M12 3l7 3v5c0 4.6-3 8.4-7 10-4-1.6-7-5.4-7-10V6z"/><path d="M9 12l2 2 4-4"/>'),
   send: svg('<path d="M22 2L11 13"/><path d="M22 2l-7 20-4-9-9-4 20-7z"/>'),
   clock: svg('<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>', 'width="14" height="14"'),
   check: svg('<path d="M5 12.5l4.5 4.5L19 7.5"/>', 'width="14" height="14"'),
@@ -106,7 +108,7 @@ export function reconcile(container, items) {
   }
 }
 
-function avatar(name, id, extraClass = '') {
+export function avatar(name, id, extraClass = '') {
   return h('div', { class: `avatar ${extraClass}`, style: `--hue:${hueOf(id || name)}`, 'aria-hidden': 'true' }, initial(name));
 }
 
@@ -115,7 +117,7 @@ function setAvatar(el, name, id) {
   el.style.setProperty('--hue', String(hueOf(id || name)));
 }
 
-function showError(el, msg) {
+export function showError(el, msg) {
   if (!el) return;
   el.textContent = msg || '';
   el.hidden = !msg;
@@ -143,6 +145,12 @@ export function init(h_, store_, extras = {}) {
   $('new-chat').innerHTML = ICONS.newChat;
   $('new-group').innerHTML = ICONS.newGroup;
   $('join-group').innerHTML = ICONS.join;
+  $('nav-contacts-icon').innerHTML = ICONS.contacts;
+  $('nav-admin-icon').innerHTML = ICONS.shield;
+  for (const b of document.querySelectorAll('[data-page-back]')) {
+    b.innerHTML = ICONS.back;
+    b.addEventListener('click', () => handlers.onClosePage());
+  }
   $('logout').innerHTML = ICONS.logout;
   $('back-btn').innerHTML = ICONS.back;
   $('send').innerHTML = ICONS.send;
@@ -180,6 +188,8 @@ export function init(h_, store_, extras = {}) {
   $('new-chat').addEventListener('click', () => openDialog('dlg-new-chat'));
   $('new-group').addEventListener('click', () => openDialog('dlg-new-group'));
   $('join-group').addEventListener('click', () => openDialog('dlg-join-group'));
+  $('nav-contacts').addEventListener('click', () => handlers.onOpenPage('contacts'));
+  $('nav-admin').addEventListener('click', () => handlers.onOpenPage('admin'));
   $('conv-search').addEventListener('input', () => render());
   const list = $('conv-list');
   list.addEventListener('click', (e) => {
@@ -323,6 +333,8 @@ export function setMe(me) {
   $('me-name').textContent = me.nickname || me.username;
   $('me-username').textContent = `@${me.username}`;
   setAvatar($('me-avatar'), me.nickname || me.username, me.user_id);
+  // The admin page is for the "admin" role only (the broker refuses others anyway).
+  $('nav-admin').hidden = me.role !== 'admin';
   render();
 }
 
@@ -351,7 +363,15 @@ export function setLoginBusy(busy) {
 
 // ------------------------------------------------------------------ dialogs
 
-function openDialog(id) {
+/** Submit handlers of dialogs owned by other modules: id -> async (form elements, dialog)
+ * => error text or null. */
+const dialogHandlers = new Map();
+
+export function registerDialog(id, onSubmit) {
+  dialogHandlers.set(id, onSubmit);
+}
+
+export function openDialog(id) {
   const dlg = $(id);
   const form = dlg.querySelector('form');
   form.reset();
@@ -442,7 +462,8 @@ async function onDialogSubmit(dlg) {
   setDialogBusy(dlg, true);
   let error = null;
   try {
-    if (dlg.id === 'dlg-new-chat') error = await handlers.onNewChat(f.username.value.trim());
+    if (dialogHandlers.has(dlg.id)) error = await dialogHandlers.get(dlg.id)(f, dlg);
+    else if (dlg.id === 'dlg-new-chat') error = await handlers.onNewChat(f.username.value.trim());
     else if (dlg.id === 'dlg-new-group') error = await handlers.onNewGroup(f.name.value.trim(), f.members.value);
     else if (dlg.id === 'dlg-join-group') error = await handlers.onJoinGroup(f.group_id.value.trim());
     else if (dlg.id === 'dlg-edit-message') {
@@ -563,7 +584,7 @@ function renderSidebar() {
   $('conv-empty').hidden = !(st.convsLoaded && st.convs.size === 0);
 }
 
-function presenceDot(p, text) {
+export function presenceDot(p, text) {
   return h('span', {
     class: `presence-dot ${p.online ? 'online' : 'offline'}`,
     'data-testid': 'presence-dot',
@@ -584,10 +605,15 @@ function setPresenceDot(el, p, text) {
 
 function renderChat() {
   const st = store.state;
-  const conv = st.active && st.convs.get(st.active);
-  $('main-screen').classList.toggle('show-chat', !!conv);
-  $('chat-placeholder').hidden = !!conv;
+  const page = st.page;
+  const conv = !page && st.active && st.convs.get(st.active);
+  $('main-screen').classList.toggle('show-chat', !!conv || !!page);
+  $('chat-placeholder').hidden = !!conv || !!page;
   $('chat-view').hidden = !conv;
+  $('contacts-view').hidden = page !== 'contacts';
+  $('admin-view').hidden = page !== 'admin';
+  $('nav-contacts').classList.toggle('active', page === 'contacts');
+  $('nav-admin').classList.toggle('active', page === 'admin');
   if (!conv) {
     renderedConv = null;
     return;

@@ -7,6 +7,7 @@
 //! [`dispatch`](crate::dispatch) as QUIC requests.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::context::BrokerContext;
 use crate::dispatch::{Requester, authenticate, dispatch, hello_ok};
 use crate::lane::LaneWriter;
+use crate::limits::ConnectionLimiter;
 use crate::router::{Push, Pushed, Session, SessionLink};
 use crate::service::ServiceError;
 
@@ -50,6 +52,10 @@ impl SessionLink for ChannelLink {
         }
     }
 
+    fn transport(&self) -> &'static str {
+        "websocket"
+    }
+
     fn close(&self, code: ErrorCode, reason: &str) {
         let sender = self.closed.lock().ok().and_then(|mut slot| slot.take());
         if let Some(sender) = sender {
@@ -63,7 +69,7 @@ fn wire(error: ServiceError) -> pb::Error {
 }
 
 impl Backend for BrokerBackend {
-    fn authenticate(&self, hello: pb::Hello) -> BackendFuture<'_, pb::HelloOk> {
+    fn authenticate(&self, hello: pb::Hello, peer: IpAddr) -> BackendFuture<'_, pb::HelloOk> {
         Box::pin(async move {
             if !quip_protocol::ids::is_device_id(&hello.device_id) {
                 return Err(pb::Error::new(
@@ -71,7 +77,16 @@ impl Backend for BrokerBackend {
                     "device_id must be 1 to 64 of [A-Za-z0-9_.-]",
                 ));
             }
-            let authenticated = authenticate(&self.ctx, &hello).await.map_err(wire)?;
+            let authenticated = authenticate(&self.ctx, &hello, Some(peer))
+                .await
+                .map_err(wire)?;
+            // A token check (`/api/me`) is a request like any other REST one.
+            if matches!(hello.auth, Some(pb::hello::Auth::AccessToken(_))) {
+                self.ctx
+                    .limits
+                    .user_request(&authenticated.user.user_id)
+                    .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+            }
             Ok(hello_ok(&self.ctx, authenticated, &hello.device_id, 1))
         })
     }
@@ -108,6 +123,8 @@ impl Backend for BrokerBackend {
                 user_id: identity.user_id.clone(),
                 device_id: identity.device_id.clone(),
                 session_id: 0,
+                // REST: limited per user (`check_rate`).
+                limiter: None,
             });
             let frame = pb::ClientFrame {
                 req_id: 1,
@@ -131,7 +148,8 @@ impl Backend for BrokerBackend {
                     "malformed device_id",
                 ));
             }
-            let authenticated = authenticate(ctx, &hello).await.map_err(wire)?;
+            // An access token (the socket's): no login limit applies.
+            let authenticated = authenticate(ctx, &hello, None).await.map_err(wire)?;
             let user_id = authenticated.user.user_id.clone();
             let (closed_tx, closed) = oneshot::channel();
             // Room for the lane's queue and the control pushes, as a QUIC session has.
@@ -151,6 +169,7 @@ impl Backend for BrokerBackend {
                 user_id: user_id.clone(),
                 device_id: device_id.clone(),
                 session_id: session.id,
+                limiter: Some(Arc::new(ConnectionLimiter::new(&ctx.rate_limits))),
             });
             let sync = match ctx
                 .chat
@@ -163,6 +182,13 @@ impl Backend for BrokerBackend {
                     return Err(error.to_pb());
                 }
             };
+            if let Err(error) = ctx
+                .account
+                .session_opened(&user_id, &device_id, &hello.client_version, "websocket")
+                .await
+            {
+                tracing::warn!(%error, "cannot record the device");
+            }
             let hello_ok = hello_ok(ctx, authenticated, &device_id, 1);
             let lane = LaneWriter {
                 lane: 0,

@@ -125,6 +125,27 @@ pub struct Config {
     #[serde(skip_serializing)]
     pub turn_secret: Option<String>,
     pub turn_credential_ttl_secs: u64,
+
+    /// Usernames that get the admin role when they register or log in (the first
+    /// admin; `quip-broker admin create` is the other way).
+    pub admin_usernames: Vec<String>,
+    /// Longest friend-request message, in bytes.
+    pub contact_request_max_bytes: usize,
+    /// Sends (and recalls, edits) per second per connection, and the burst allowed
+    /// above it; 0 disables the limit.
+    pub rate_messages_per_sec: u32,
+    pub rate_messages_burst: u32,
+    /// Requests of any kind per second per connection (REST: per user), and burst.
+    pub rate_requests_per_sec: u32,
+    pub rate_requests_burst: u32,
+    /// Login, registration and refresh attempts per minute from one IP address.
+    pub rate_logins_per_ip_per_min: u32,
+    /// Failed password logins of one username before each further attempt must
+    /// wait; the wait starts at `login_delay_base_ms` and doubles per failure up to
+    /// `login_delay_max_ms`. A successful login resets it.
+    pub login_failures_before_delay: u32,
+    pub login_delay_base_ms: u64,
+    pub login_delay_max_ms: u64,
 }
 
 impl Default for Config {
@@ -181,6 +202,16 @@ impl Default for Config {
             ice_servers: Vec::new(),
             turn_secret: None,
             turn_credential_ttl_secs: 24 * 3600,
+            admin_usernames: Vec::new(),
+            contact_request_max_bytes: 256,
+            rate_messages_per_sec: 50,
+            rate_messages_burst: 100,
+            rate_requests_per_sec: 200,
+            rate_requests_burst: 400,
+            rate_logins_per_ip_per_min: 30,
+            login_failures_before_delay: 3,
+            login_delay_base_ms: 1_000,
+            login_delay_max_ms: 300_000,
         }
     }
 }
@@ -361,6 +392,41 @@ pub struct Cli {
     /// Lifetime of TURN credentials in seconds. [default: 86400]
     #[arg(long, env = "QUIP_TURN_CREDENTIAL_TTL_SECS")]
     pub turn_credential_ttl_secs: Option<u64>,
+    /// Username that gets the admin role when it registers or logs in; repeat or
+    /// comma-separate for several.
+    #[arg(
+        long = "admin-username",
+        env = "QUIP_ADMIN_USERNAMES",
+        value_delimiter = ','
+    )]
+    pub admin_usernames: Vec<String>,
+    /// Longest friend-request message in bytes. [default: 256]
+    #[arg(long, env = "QUIP_CONTACT_REQUEST_MAX_BYTES")]
+    pub contact_request_max_bytes: Option<usize>,
+    /// Sends per second per connection; 0: unlimited. [default: 50]
+    #[arg(long, env = "QUIP_RATE_MESSAGES_PER_SEC")]
+    pub rate_messages_per_sec: Option<u32>,
+    /// Sends allowed in a burst above that rate. [default: 100]
+    #[arg(long, env = "QUIP_RATE_MESSAGES_BURST")]
+    pub rate_messages_burst: Option<u32>,
+    /// Requests per second per connection (REST: per user); 0: unlimited. [default: 200]
+    #[arg(long, env = "QUIP_RATE_REQUESTS_PER_SEC")]
+    pub rate_requests_per_sec: Option<u32>,
+    /// Requests allowed in a burst above that rate. [default: 400]
+    #[arg(long, env = "QUIP_RATE_REQUESTS_BURST")]
+    pub rate_requests_burst: Option<u32>,
+    /// Login/registration/refresh attempts per minute per IP; 0: unlimited. [default: 30]
+    #[arg(long, env = "QUIP_RATE_LOGINS_PER_IP_PER_MIN")]
+    pub rate_logins_per_ip_per_min: Option<u32>,
+    /// Failed logins of a username before attempts must wait. [default: 3]
+    #[arg(long, env = "QUIP_LOGIN_FAILURES_BEFORE_DELAY")]
+    pub login_failures_before_delay: Option<u32>,
+    /// First wait after too many failed logins, in ms (doubles). [default: 1000]
+    #[arg(long, env = "QUIP_LOGIN_DELAY_BASE_MS")]
+    pub login_delay_base_ms: Option<u64>,
+    /// Longest wait between failed logins, in ms. [default: 300000]
+    #[arg(long, env = "QUIP_LOGIN_DELAY_MAX_MS")]
+    pub login_delay_max_ms: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -369,6 +435,31 @@ pub enum Command {
     Serve,
     /// Print the effective configuration as TOML and exit.
     PrintConfig,
+    /// Manage administrators in the data dir (run while the broker is stopped).
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Create a user with the admin role.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// The password (prefer the QUIP_ADMIN_PASSWORD environment variable: command
+        /// lines are visible to other users of the machine).
+        #[arg(long, env = "QUIP_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "")]
+        nickname: String,
+    },
+    /// Give an existing user the admin role.
+    Grant {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -448,8 +539,20 @@ impl Config {
             call_ring_timeout_ms,
             call_reconnect_grace_ms,
             call_max_signal_bytes,
-            turn_credential_ttl_secs
+            turn_credential_ttl_secs,
+            contact_request_max_bytes,
+            rate_messages_per_sec,
+            rate_messages_burst,
+            rate_requests_per_sec,
+            rate_requests_burst,
+            rate_logins_per_ip_per_min,
+            login_failures_before_delay,
+            login_delay_base_ms,
+            login_delay_max_ms
         );
+        if !cli.admin_usernames.is_empty() {
+            config.admin_usernames = cli.admin_usernames.clone();
+        }
         if !cli.ice_servers.is_empty() {
             config.ice_servers = cli.ice_servers.clone();
         }
@@ -551,14 +654,28 @@ impl Config {
         Ok(())
     }
 
-    /// A configuration for tests: loopback, port 0, the given data dir.
+    /// A configuration for tests: loopback, port 0, the given data dir, and no rate
+    /// limits (tests drive one connection much harder than a person does; the rate
+    /// limit tests set their own).
     pub fn for_tests(data_dir: &Path) -> Config {
         Config {
             data_dir: data_dir.to_owned(),
             quic_addr: "127.0.0.1:0".parse().expect("valid literal"),
             http_addr: Some("127.0.0.1:0".parse().expect("valid literal")),
             jwt_secret: Some("test-secret-test-secret-test-secret".into()),
-            ..Config::default()
+            ..Config::default().without_rate_limits()
+        }
+    }
+
+    /// The same configuration with every rate limit off (load tests and benchmarks,
+    /// which drive a few connections as hard as they can from one address).
+    pub fn without_rate_limits(self) -> Config {
+        Config {
+            rate_messages_per_sec: 0,
+            rate_requests_per_sec: 0,
+            rate_logins_per_ip_per_min: 0,
+            login_delay_base_ms: 0,
+            ..self
         }
     }
 }

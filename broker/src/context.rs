@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::limits::{RateLimits, SharedLimiter};
 use crate::router::Router;
 use crate::service::{
-    AuthService, CallService, ChatService, GroupService, PresenceService, ReceiptService,
+    AccountService, AdminService, AuthService, CallService, ChatService, ContactService,
+    GroupService, PresenceService, ReceiptService,
 };
 use crate::store::Store;
 
@@ -16,8 +18,16 @@ pub struct BrokerContext {
     pub router: Arc<Router>,
     pub auth: AuthService,
     pub chat: Arc<ChatService>,
-    pub groups: GroupService,
-    pub presence: PresenceService,
+    pub groups: Arc<GroupService>,
+    pub presence: Arc<PresenceService>,
     pub receipts: ReceiptService,
     pub calls: Arc<CallService>,
+    pub contacts: ContactService,
+    pub account: Arc<AccountService>,
+    pub admin: AdminService,
+    /// Limits shared by all connections: REST requests per user, logins per address
+    /// and per username.
+    pub limits: SharedLimiter,
+    /// What each new connection's `ConnectionLimiter` is made from.
+    pub rate_limits: RateLimits,
 }

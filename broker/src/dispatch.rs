@@ -3,12 +3,14 @@
 //! in-process bridge sessions both go through here, so they behave the same.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
 
 use crate::context::BrokerContext;
+use crate::limits::ConnectionLimiter;
 use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
 
 /// A request in flight: resolves to the response body and the `req_id` it answers.
@@ -30,6 +32,7 @@ pub fn hello_ok(
         lanes,
         max_frame_bytes: ctx.config.max_frame_bytes as u32,
         server_time_ms: crate::service::auth::now_ms(),
+        role: authenticated.user.role,
     }
 }
 
@@ -40,6 +43,9 @@ pub struct Requester {
     pub user_id: String,
     pub device_id: String,
     pub session_id: u64,
+    /// The connection's rate limits; `None` for REST requests, which are limited per
+    /// user instead.
+    pub limiter: Option<Arc<ConnectionLimiter>>,
 }
 
 impl Requester {
@@ -52,23 +58,77 @@ impl Requester {
     }
 }
 
-pub async fn authenticate(ctx: &BrokerContext, hello: &pb::Hello) -> ServiceResult<Authenticated> {
+/// Runs a Hello's credentials. Password logins, registrations and refreshes are
+/// limited per client address (`peer`) and, after failed passwords, per username.
+pub async fn authenticate(
+    ctx: &BrokerContext,
+    hello: &pb::Hello,
+    peer: Option<IpAddr>,
+) -> ServiceResult<Authenticated> {
     use pb::hello::Auth;
     let device = &hello.device_id;
+    let attempt = |username: &str| match peer {
+        Some(ip) => ctx
+            .limits
+            .login_attempt(ip, username)
+            .map_err(ServiceError::rate_limited),
+        None => Ok(()),
+    };
     match &hello.auth {
         Some(Auth::AccessToken(token)) => ctx.auth.authenticate_token(token, device).await,
-        Some(Auth::Password(p)) => ctx.auth.login(&p.username, &p.password, device).await,
+        Some(Auth::Password(p)) => {
+            attempt(&p.username)?;
+            let result = ctx.auth.login(&p.username, &p.password, device).await;
+            match &result {
+                Ok(_) => ctx.limits.login_succeeded(&p.username),
+                Err(error) if error.code() == ErrorCode::InvalidCredentials => {
+                    ctx.limits.login_failed(&p.username);
+                }
+                Err(_) => {}
+            }
+            result
+        }
         Some(Auth::Register(r)) => {
+            attempt("")?;
             ctx.auth
                 .register(&r.username, &r.password, &r.nickname, device)
                 .await
         }
-        Some(Auth::RefreshToken(token)) => ctx.auth.refresh(token, device).await,
+        Some(Auth::RefreshToken(token)) => {
+            attempt("")?;
+            ctx.auth.refresh(token, device).await
+        }
         None => Err(ServiceError::new(
             ErrorCode::Unauthenticated,
             "Hello carries no credentials",
         )),
     }
+}
+
+/// The rate limits a request passes first: per connection (per user for REST), and
+/// for what stores a message, the message rate too.
+fn check_rate(
+    ctx: &BrokerContext,
+    requester: &Requester,
+    body: &client_frame::Body,
+) -> ServiceResult<()> {
+    let stores_a_message = matches!(
+        body,
+        client_frame::Body::Send(_) | client_frame::Body::Recall(_) | client_frame::Body::Edit(_)
+    );
+    match &requester.limiter {
+        Some(limiter) => {
+            limiter.request().map_err(ServiceError::rate_limited)?;
+            if stores_a_message {
+                limiter.message().map_err(ServiceError::rate_limited)?;
+            }
+        }
+        None => ctx
+            .limits
+            .user_request(&requester.user_id)
+            .map_err(ServiceError::rate_limited)?,
+    }
+    Ok(())
 }
 
 /// Starts one request. Returns the future that answers it.
@@ -82,6 +142,9 @@ pub async fn dispatch(
     let Some(body) = frame.body else {
         return ready(req_id, Err(ServiceError::invalid("frame has no body")));
     };
+    if let Err(error) = check_rate(ctx, requester, &body) {
+        return ready(req_id, Err(error));
+    }
     let owned = (ctx.clone(), requester.clone());
     let pending: Pending = match body {
         client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
@@ -169,6 +232,21 @@ pub async fn dispatch(
             let (ctx, session) = owned;
             let result = ctx.chat.edit(session.caller(), request).await;
             answer(req_id, result.map(server_frame::Body::Ack))
+        }),
+        client_frame::Body::Contact(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.contacts.handle(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Contact))
+        }),
+        client_frame::Body::Account(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.account.handle(session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Account))
+        }),
+        client_frame::Body::Admin(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.admin.handle(&ctx.auth, session.caller(), request).await;
+            answer(req_id, result.map(server_frame::Body::Admin))
         }),
         client_frame::Body::LookupUser(lookup) => Box::pin(async move {
             let (ctx, _) = owned;

@@ -10,11 +10,13 @@
 //! - [`dispatch`]: requests, for every transport; [`bridge`]: the browser bridge's backend.
 //! - [`shutdown`], [`server`]: lifecycle.
 
+pub mod admin_cli;
 pub mod bridge;
 pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod lane;
+pub mod limits;
 pub mod queue;
 pub mod quic;
 pub mod router;

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
+        Some(Command::Admin { action }) => quip_broker::admin_cli::run(&config, action).await,
         Some(Command::Serve) | None => {
             raise_open_file_limit(config.max_connections);
             let broker = Broker::start(config).await?;

@@ -81,6 +81,8 @@ pub trait SessionLink: Send + Sync + std::fmt::Debug {
     /// Hands an encoded `ServerFrame` (req_id 0) to the device. Never waits.
     fn push(&self, frame: &Bytes, how: Push) -> Pushed;
     fn close(&self, code: ErrorCode, reason: &str);
+    /// "quic" or "websocket", for stats and the device list.
+    fn transport(&self) -> &'static str;
 }
 
 /// Ephemeral pushes by how they travelled, for tests and metrics.
@@ -129,6 +131,10 @@ impl Session {
     pub fn close(&self, code: ErrorCode, reason: &str) {
         self.link.close(code, reason);
     }
+
+    pub fn transport(&self) -> &'static str {
+        self.link.transport()
+    }
 }
 
 /// The sending session of a message, which gets an `Advance` instead of the frame.
@@ -150,6 +156,9 @@ pub struct Router {
     datagrams: AtomicU64,
     streamed: AtomicU64,
     dropped: AtomicU64,
+    /// When users whose last session just ended went offline, until presence has
+    /// stored it as their last-seen time (so a query in between does not say "never").
+    recently_offline: DashMap<String, u64>,
 }
 
 impl Router {
@@ -264,6 +273,12 @@ impl Router {
             list.is_empty()
         });
         if let Some((devices, version)) = removed {
+            if devices == 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                self.recently_offline.insert(session.user_id.clone(), now);
+            }
             self.emit(SessionEvent {
                 user_id: session.user_id.clone(),
                 device_id: session.device_id.clone(),
@@ -273,6 +288,19 @@ impl Router {
                 version,
             });
         }
+    }
+
+    /// When the user went offline, if their last session ended and presence has not
+    /// stored it yet.
+    pub fn recently_offline(&self, user_id: &str) -> Option<u64> {
+        self.recently_offline.get(user_id).map(|at| *at)
+    }
+
+    /// Presence stored the user's last-seen time: forget the in-memory copy (unless
+    /// a newer end replaced it meanwhile).
+    pub fn forget_offline(&self, user_id: &str, at_ms: u64) {
+        self.recently_offline
+            .remove_if(user_id, |_, at| *at <= at_ms);
     }
 
     /// The user's session on `device_id`, if connected here.
@@ -289,6 +317,45 @@ impl Router {
         self.sessions.get(user_id).map_or_else(Vec::new, |list| {
             list.iter().map(|s| s.device_id.clone()).collect()
         })
+    }
+
+    /// Ends every session of a user (or only those of `device_id`), e.g. on logout or
+    /// when an administrator disables the account. Returns how many were closed.
+    pub fn close_user(
+        &self,
+        user_id: &str,
+        device_id: Option<&str>,
+        code: ErrorCode,
+        reason: &str,
+    ) -> usize {
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.get(user_id).map_or_else(Vec::new, |list| {
+                list.iter()
+                    .filter(|s| device_id.is_none_or(|device| s.device_id == device))
+                    .cloned()
+                    .collect()
+            });
+        for session in &sessions {
+            self.unregister(session);
+            session.close(code, reason);
+        }
+        sessions.len()
+    }
+
+    /// Sessions on this node by transport name.
+    pub fn sessions_by_transport(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.sessions.iter() {
+            for session in entry.value() {
+                *counts.entry(session.transport()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Users with at least one session on this node.
+    pub fn users_online(&self) -> usize {
+        self.sessions.len()
     }
 
     pub fn push_stats(&self) -> PushStats {
@@ -444,6 +511,9 @@ mod tests {
     impl SessionLink for RecordingCloser {
         fn push(&self, _frame: &Bytes, _how: Push) -> Pushed {
             Pushed::Full
+        }
+        fn transport(&self) -> &'static str {
+            "test"
         }
         fn close(&self, code: ErrorCode, _reason: &str) {
             self.0.lock().unwrap().push(code);

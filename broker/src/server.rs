@@ -9,11 +9,13 @@ use std::time::Duration;
 use crate::bridge::BrokerBackend;
 use crate::config::Config;
 use crate::context::BrokerContext;
+use crate::limits::{RateLimits, SharedLimiter};
 use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
 use crate::service::{
-    AuthService, CallLimits, CallService, ChatLimits, ChatService, CredentialRules, GroupLimits,
-    GroupService, MemberCache, PresenceService, ReceiptService, TokenIssuer,
+    AccountService, AdminService, AuthService, CallLimits, CallService, ChatLimits, ChatService,
+    ContactService, CredentialRules, GroupLimits, GroupService, MemberCache, PresenceService,
+    ReceiptService, TokenIssuer,
 };
 use crate::shutdown::{Drained, Shutdown};
 use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
@@ -110,6 +112,7 @@ impl Broker {
                 password_min_len: config.password_min_len,
                 password_max_len: config.password_max_len,
             },
+            &config.admin_usernames,
         );
         let members = Arc::new(MemberCache::new(store.clone()));
         let chat = Arc::new(ChatService::new(
@@ -128,19 +131,19 @@ impl Broker {
                 edit_window_ms: config.edit_window_ms,
             },
         ));
-        let groups = GroupService::new(
+        let groups = Arc::new(GroupService::new(
             store.clone(),
             chat.clone(),
             GroupLimits {
                 max_members: config.max_group_members,
                 ..GroupLimits::default()
             },
-        );
-        let presence = PresenceService::new(
+        ));
+        let presence = Arc::new(PresenceService::new(
             store.clone(),
             router.clone(),
             config.max_presence_query as usize,
-        );
+        ));
         let receipts = ReceiptService::new(
             store.clone(),
             router.clone(),
@@ -160,6 +163,30 @@ impl Broker {
                 turn_credential_ttl_secs: config.turn_credential_ttl_secs,
             },
         );
+        let contacts = ContactService::new(
+            store.clone(),
+            router.clone(),
+            presence.clone(),
+            config.contact_request_max_bytes,
+        );
+        let account = Arc::new(AccountService::new(store.clone(), router.clone()));
+        let admin = AdminService::new(
+            store.clone(),
+            router.clone(),
+            account.clone(),
+            groups.clone(),
+            calls.clone(),
+        );
+        let rate_limits = RateLimits {
+            messages_per_sec: config.rate_messages_per_sec,
+            messages_burst: config.rate_messages_burst,
+            requests_per_sec: config.rate_requests_per_sec,
+            requests_burst: config.rate_requests_burst,
+            logins_per_ip_per_min: config.rate_logins_per_ip_per_min,
+            login_failures_before_delay: config.login_failures_before_delay,
+            login_delay_base_ms: config.login_delay_base_ms,
+            login_delay_max_ms: config.login_delay_max_ms,
+        };
         let session_events = router.session_events();
         let ctx = Arc::new(BrokerContext {
             config,
@@ -171,7 +198,13 @@ impl Broker {
             presence,
             receipts,
             calls,
+            contacts,
+            account,
+            admin,
+            limits: SharedLimiter::new(&rate_limits),
+            rate_limits,
         });
+        tokio::spawn(sample_stats(Arc::downgrade(&ctx)));
         let follower = session_events
             .map(|events| tokio::spawn(follow_sessions(Arc::downgrade(&ctx), events)));
         let endpoint = quic::bind(&ctx, &identity)?;
@@ -298,6 +331,8 @@ async fn serve_http(
     let app = quip_bridge_ws::router(Arc::new(BrokerBackend::new(ctx.clone())), bridge);
     let task = tokio::spawn(async move {
         let stop = async move { shutdown.signalled().await };
+        // The client's address reaches handlers (per-address login limits).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
@@ -370,5 +405,26 @@ async fn follow_sessions(
         };
         ctx.calls.on_session_event(&event);
         ctx.presence.on_session_event(&event).await;
+        ctx.account.on_session_event(&event).await;
+    }
+}
+
+/// Feeds the admin stats' messages-per-second, once a second, and sweeps the rate
+/// limiters once a minute, while the broker lives.
+async fn sample_stats(ctx: std::sync::Weak<BrokerContext>) {
+    let mut ticks: u64 = 0;
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every_second.tick().await;
+        let Some(ctx) = ctx.upgrade() else {
+            return;
+        };
+        ctx.admin.sample();
+        ticks += 1;
+        if ticks % 60 == 0 {
+            // Forget limits nobody is near any more, so their maps stay small.
+            ctx.limits.sweep();
+        }
     }
 }

@@ -144,6 +144,7 @@ async fn forged_expired_and_wrong_audience_tokens_are_refused() {
         iss: iss.into(),
         exp: now_secs() + 600,
         iat: now_secs(),
+        iat_ms: 0,
     };
     let key = jsonwebtoken::EncodingKey::from_secret(&secret(&broker));
     let header = jsonwebtoken::Header::default();

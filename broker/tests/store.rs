@@ -174,6 +174,7 @@ async fn messages_accounts_and_cursors_survive_reopen() {
                     user_id: "user_a".into(),
                     device_id: "d".into(),
                     expires_at_ms: u64::MAX,
+                    issued_at_ms: 1,
                 },
             )
             .await

@@ -104,6 +104,11 @@ impl Target {
             .arg("--durability")
             .arg(durability)
             .args(&args.broker_args)
+            // Rate limits cap one connection (and logins from one address) at what a
+            // person does; a load test drives a few connections as hard as it can.
+            .env("QUIP_RATE_MESSAGES_PER_SEC", "0")
+            .env("QUIP_RATE_REQUESTS_PER_SEC", "0")
+            .env("QUIP_RATE_LOGINS_PER_IP_PER_MIN", "0")
             .env("QUIP_LOG", "warn")
             .env("QUIP_JWT_SECRET", &jwt_secret)
             .stdout(Stdio::null())

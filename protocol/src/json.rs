@@ -48,6 +48,10 @@ pub mod types {
     pub const CALL: i64 = 60;
     /// Quip: the answer to a call frame (`call_id`, `ice_servers`).
     pub const CALL_OK: i64 = 61;
+    /// Quip: a contact event (pushed; `event`: "request_received", "request_accepted",
+    /// "request_cancelled" or "friend_removed", `user_id`, `username`, `nickname`,
+    /// `message`).
+    pub const CONTACT_EVENT: i64 = 70;
     pub const HEARTBEAT: i64 = 99;
     pub const HEARTBEAT_REPLY: i64 = 100;
 }
@@ -283,15 +287,19 @@ pub fn ack_to_json(client_message_id: &str, ack: &pb::SendAck) -> Value {
     })
 }
 
-/// An error answering a browser frame.
+/// An error answering a browser frame; `retry_after_ms` (RATE_LIMITED) when set.
 pub fn error_to_json(error: &pb::Error, message_id: Option<&str>) -> Value {
-    json!({
+    let mut value = json!({
         "type": types::ERROR,
         "code": error.code,
         "error": error.error_code().name(),
         "message": error.message,
         "message_id": message_id.unwrap_or_default(),
-    })
+    });
+    if error.retry_after_ms > 0 {
+        value["retry_after_ms"] = json!(error.retry_after_ms);
+    }
+    value
 }
 
 #[cfg(test)]
@@ -343,6 +351,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn errors_carry_retry_after_only_when_set() {
+        let plain = error_to_json(&pb::Error::new(crate::ErrorCode::Blocked, "no"), Some("m1"));
+        assert_eq!(plain["code"], 26);
+        assert_eq!(plain["message_id"], "m1");
+        assert!(plain.get("retry_after_ms").is_none());
+        let mut limited = pb::Error::new(crate::ErrorCode::RateLimited, "slow down");
+        limited.retry_after_ms = 1500;
+        let value = error_to_json(&limited, None);
+        assert_eq!(value["error"], "RATE_LIMITED");
+        assert_eq!(value["retry_after_ms"], 1500);
     }
 
     #[test]

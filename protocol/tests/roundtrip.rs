@@ -4,7 +4,9 @@
 //!
 //! The strategies build every `ClientFrame` and `ServerFrame` body variant and every
 //! nested oneof (Hello auth, send and message content, optional tokens, a system
-//! message's call summary, an edit's or amendment's text). Struct literals name every
+//! message's call summary, an edit's or amendment's text, the group, contact, account
+//! and admin operations and results, a friend's presence, new contact settings, an
+//! admin's user detail). Struct literals name every
 //! field and the variant names below match exhaustively, so a field or a variant added
 //! to the schema fails to compile here until it is covered.
 
@@ -15,7 +17,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use quip_protocol::pb::{self, group_request, group_response, hello, message, send_request};
+use quip_protocol::pb::{
+    self, account_request, account_response, admin_request, admin_response, contact_request,
+    contact_response, group_request, group_response, hello, message, send_request,
+};
 use quip_protocol::{
     ClientFrame, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameDecoder, ServerFrame, client_frame,
     encode_frame, encode_frame_bytes, server_frame,
@@ -57,6 +62,17 @@ fn num32() -> BoxedStrategy<u32> {
         1 => Just(0u32),
         1 => Just(u32::MAX),
         4 => any::<u32>(),
+    ]
+    .boxed()
+}
+
+/// Doubles of every kind but NaN: NaN is never equal to itself, so a decoded frame
+/// holding one could not compare equal to the original even though its bits survive.
+fn float() -> BoxedStrategy<f64> {
+    use prop::num::f64::{INFINITE, NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+    prop_oneof![
+        1 => Just(0.0),
+        4 => POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO | INFINITE,
     ]
     .boxed()
 }
@@ -244,13 +260,13 @@ fn hello_ok() -> BoxedStrategy<pb::HelloOk> {
     (
         (text(), text(), text(), text()),
         prop::option::of(tokens()),
-        (num32(), num32(), num()),
+        (num32(), num32(), num(), text()),
     )
         .prop_map(
             |(
                 (user_id, username, nickname, device_id),
                 tokens,
-                (lanes, max_frame_bytes, server_time_ms),
+                (lanes, max_frame_bytes, server_time_ms, role),
             )| pb::HelloOk {
                 user_id,
                 username,
@@ -260,6 +276,7 @@ fn hello_ok() -> BoxedStrategy<pb::HelloOk> {
                 lanes,
                 max_frame_bytes,
                 server_time_ms,
+                role,
             },
         )
         .boxed()
@@ -958,6 +975,361 @@ fn call_summary() -> BoxedStrategy<pb::CallSummary> {
 }
 
 // ---------------------------------------------------------------------------------
+// contact.proto
+// ---------------------------------------------------------------------------------
+
+fn contact_request_info() -> BoxedStrategy<pb::ContactRequestInfo> {
+    (text(), text(), text(), num(), text(), text())
+        .prop_map(
+            |(from_user_id, to_user_id, message, requested_at_ms, username, nickname)| {
+                pb::ContactRequestInfo {
+                    from_user_id,
+                    to_user_id,
+                    message,
+                    requested_at_ms,
+                    username,
+                    nickname,
+                }
+            },
+        )
+        .boxed()
+}
+
+fn friend() -> BoxedStrategy<pb::Friend> {
+    (
+        text(),
+        text(),
+        text(),
+        num(),
+        prop::option::of(presence()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(user_id, username, nickname, since_ms, presence, blocked)| pb::Friend {
+                user_id,
+                username,
+                nickname,
+                since_ms,
+                presence,
+                blocked,
+            },
+        )
+        .boxed()
+}
+
+fn blocked_user() -> BoxedStrategy<pb::BlockedUser> {
+    (text(), text(), text(), num())
+        .prop_map(
+            |(user_id, username, nickname, blocked_at_ms)| pb::BlockedUser {
+                user_id,
+                username,
+                nickname,
+                blocked_at_ms,
+            },
+        )
+        .boxed()
+}
+
+fn contact_settings() -> BoxedStrategy<pb::ContactSettings> {
+    any::<bool>()
+        .prop_map(|friends_only_dm| pb::ContactSettings { friends_only_dm })
+        .boxed()
+}
+
+fn send_contact_request() -> BoxedStrategy<pb::SendContactRequest> {
+    (text(), text())
+        .prop_map(|(user_id, message)| pb::SendContactRequest { user_id, message })
+        .boxed()
+}
+
+fn decide_contact_request() -> BoxedStrategy<pb::DecideContactRequest> {
+    (text(), any::<bool>())
+        .prop_map(|(user_id, accept)| pb::DecideContactRequest { user_id, accept })
+        .boxed()
+}
+
+fn contact_request() -> BoxedStrategy<pb::ContactRequest> {
+    use contact_request::Op;
+    prop_oneof![
+        1 => Just(None),
+        2 => send_contact_request().prop_map(|o| Some(Op::SendRequest(o))),
+        1 => Just(Some(Op::ListRequests(pb::ListContactRequests {}))),
+        2 => decide_contact_request().prop_map(|o| Some(Op::Decide(o))),
+        1 => text().prop_map(|user_id| Some(Op::Cancel(pb::CancelContactRequest { user_id }))),
+        1 => text().prop_map(|user_id| Some(Op::DeleteFriend(pb::DeleteFriend { user_id }))),
+        1 => Just(Some(Op::ListFriends(pb::ListFriends {}))),
+        1 => text().prop_map(|user_id| Some(Op::Block(pb::BlockUser { user_id }))),
+        1 => text().prop_map(|user_id| Some(Op::Unblock(pb::UnblockUser { user_id }))),
+        1 => Just(Some(Op::ListBlocked(pb::ListBlocked {}))),
+        1 => Just(Some(Op::GetSettings(pb::GetContactSettings {}))),
+        3 => prop::option::of(contact_settings())
+            .prop_map(|settings| Some(Op::SetSettings(pb::SetContactSettings { settings }))),
+    ]
+    .prop_map(|op| pb::ContactRequest { op })
+    .boxed()
+}
+
+fn contact_request_lists() -> BoxedStrategy<pb::ContactRequestLists> {
+    (
+        vec(contact_request_info(), 0..4),
+        vec(contact_request_info(), 0..4),
+    )
+        .prop_map(|(incoming, outgoing)| pb::ContactRequestLists { incoming, outgoing })
+        .boxed()
+}
+
+fn contact_response() -> BoxedStrategy<pb::ContactResponse> {
+    use contact_response::Result;
+    prop_oneof![
+        1 => Just(None),
+        2 => any::<bool>()
+            .prop_map(|now_friends| Some(Result::Done(pb::ContactDone { now_friends }))),
+        3 => contact_request_lists().prop_map(|r| Some(Result::Requests(r))),
+        3 => vec(friend(), 0..4)
+            .prop_map(|friends| Some(Result::Friends(pb::FriendList { friends }))),
+        2 => vec(blocked_user(), 0..4)
+            .prop_map(|blocked| Some(Result::Blocked(pb::BlockedList { blocked }))),
+        2 => contact_settings().prop_map(|r| Some(Result::Settings(r))),
+    ]
+    .prop_map(|result| pb::ContactResponse { result })
+    .boxed()
+}
+
+fn contact_event() -> BoxedStrategy<pb::ContactEvent> {
+    (
+        enum_value(|v| pb::ContactEventKind::try_from(v).is_ok()),
+        text(),
+        text(),
+        text(),
+        text(),
+    )
+        .prop_map(
+            |(kind, user_id, message, username, nickname)| pb::ContactEvent {
+                kind,
+                user_id,
+                message,
+                username,
+                nickname,
+            },
+        )
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------------
+// account.proto
+// ---------------------------------------------------------------------------------
+
+fn device_info() -> BoxedStrategy<pb::DeviceInfo> {
+    (
+        (text(), text(), num(), num()),
+        (any::<bool>(), any::<bool>(), text()),
+    )
+        .prop_map(
+            |(
+                (device_id, client_version, first_seen_ms, last_seen_ms),
+                (online, current, transport),
+            )| pb::DeviceInfo {
+                device_id,
+                client_version,
+                first_seen_ms,
+                last_seen_ms,
+                online,
+                current,
+                transport,
+            },
+        )
+        .boxed()
+}
+
+fn account_request() -> BoxedStrategy<pb::AccountRequest> {
+    use account_request::Op;
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some(Op::ListDevices(pb::ListDevices {}))),
+        2 => text().prop_map(|device_id| Some(Op::LogoutDevice(pb::LogoutDevice { device_id }))),
+        2 => any::<bool>().prop_map(|keep_current| {
+            Some(Op::LogoutEverywhere(pb::LogoutEverywhere { keep_current }))
+        }),
+    ]
+    .prop_map(|op| pb::AccountRequest { op })
+    .boxed()
+}
+
+fn account_response() -> BoxedStrategy<pb::AccountResponse> {
+    use account_response::Result;
+    prop_oneof![
+        1 => Just(None),
+        3 => vec(device_info(), 0..4)
+            .prop_map(|devices| Some(Result::Devices(pb::DeviceList { devices }))),
+        2 => num32().prop_map(|sessions| Some(Result::LoggedOut(pb::LoggedOut { sessions }))),
+    ]
+    .prop_map(|result| pb::AccountResponse { result })
+    .boxed()
+}
+
+// ---------------------------------------------------------------------------------
+// admin.proto
+// ---------------------------------------------------------------------------------
+
+fn admin_user() -> BoxedStrategy<pb::AdminUser> {
+    (
+        (text(), text(), text(), text()),
+        (any::<bool>(), num(), any::<bool>()),
+        (num32(), num()),
+    )
+        .prop_map(
+            |(
+                (user_id, username, nickname, role),
+                (disabled, created_at_ms, online),
+                (sessions, last_seen_ms),
+            )| pb::AdminUser {
+                user_id,
+                username,
+                nickname,
+                role,
+                disabled,
+                created_at_ms,
+                online,
+                sessions,
+                last_seen_ms,
+            },
+        )
+        .boxed()
+}
+
+fn list_users() -> BoxedStrategy<pb::ListUsers> {
+    (text(), text(), num32())
+        .prop_map(|(query, after_user_id, limit)| pb::ListUsers {
+            query,
+            after_user_id,
+            limit,
+        })
+        .boxed()
+}
+
+fn set_user_disabled() -> BoxedStrategy<pb::SetUserDisabled> {
+    (text(), any::<bool>())
+        .prop_map(|(user_id, disabled)| pb::SetUserDisabled { user_id, disabled })
+        .boxed()
+}
+
+fn reset_password() -> BoxedStrategy<pb::ResetPassword> {
+    (text(), text())
+        .prop_map(|(user_id, new_password)| pb::ResetPassword {
+            user_id,
+            new_password,
+        })
+        .boxed()
+}
+
+fn set_user_role() -> BoxedStrategy<pb::SetUserRole> {
+    (text(), text())
+        .prop_map(|(user_id, role)| pb::SetUserRole { user_id, role })
+        .boxed()
+}
+
+fn list_all_groups() -> BoxedStrategy<pb::ListAllGroups> {
+    (text(), text(), num32())
+        .prop_map(|(query, after_group_id, limit)| pb::ListAllGroups {
+            query,
+            after_group_id,
+            limit,
+        })
+        .boxed()
+}
+
+fn admin_request() -> BoxedStrategy<pb::AdminRequest> {
+    use admin_request::Op;
+    prop_oneof![
+        1 => Just(None),
+        2 => list_users().prop_map(|o| Some(Op::ListUsers(o))),
+        1 => text().prop_map(|user_id| Some(Op::GetUser(pb::GetUser { user_id }))),
+        2 => set_user_disabled().prop_map(|o| Some(Op::SetDisabled(o))),
+        2 => reset_password().prop_map(|o| Some(Op::ResetPassword(o))),
+        2 => set_user_role().prop_map(|o| Some(Op::SetRole(o))),
+        2 => list_all_groups().prop_map(|o| Some(Op::ListGroups(o))),
+        1 => text().prop_map(|group_id| {
+            Some(Op::DissolveGroup(pb::AdminDissolveGroup { group_id }))
+        }),
+        1 => Just(Some(Op::Stats(pb::GetServerStats {}))),
+    ]
+    .prop_map(|op| pb::AdminRequest { op })
+    .boxed()
+}
+
+fn user_page() -> BoxedStrategy<pb::UserPage> {
+    (vec(admin_user(), 0..4), text())
+        .prop_map(|(users, next_after_user_id)| pb::UserPage {
+            users,
+            next_after_user_id,
+        })
+        .boxed()
+}
+
+fn user_detail() -> BoxedStrategy<pb::UserDetail> {
+    (
+        prop::option::of(admin_user()),
+        vec(device_info(), 0..4),
+        num32(),
+    )
+        .prop_map(|(user, devices, groups)| pb::UserDetail {
+            user,
+            devices,
+            groups,
+        })
+        .boxed()
+}
+
+fn admin_group_page() -> BoxedStrategy<pb::AdminGroupPage> {
+    (vec(group_info(), 0..4), text())
+        .prop_map(|(groups, next_after_group_id)| pb::AdminGroupPage {
+            groups,
+            next_after_group_id,
+        })
+        .boxed()
+}
+
+fn server_stats() -> BoxedStrategy<pb::ServerStats> {
+    (
+        (num(), num(), num()),
+        (float(), num(), num()),
+        (num(), num(), num()),
+    )
+        .prop_map(
+            |(
+                (quic_sessions, websocket_sessions, users_online),
+                (messages_per_second, messages_since_start, store_bytes),
+                (uptime_ms, active_calls, slow_consumer_closes),
+            )| pb::ServerStats {
+                quic_sessions,
+                websocket_sessions,
+                users_online,
+                messages_per_second,
+                messages_since_start,
+                store_bytes,
+                uptime_ms,
+                active_calls,
+                slow_consumer_closes,
+            },
+        )
+        .boxed()
+}
+
+fn admin_response() -> BoxedStrategy<pb::AdminResponse> {
+    use admin_response::Result;
+    prop_oneof![
+        1 => Just(None),
+        1 => Just(Some(Result::Done(pb::AdminDone {}))),
+        3 => user_page().prop_map(|r| Some(Result::Users(r))),
+        3 => user_detail().prop_map(|r| Some(Result::User(r))),
+        3 => admin_group_page().prop_map(|r| Some(Result::Groups(r))),
+        2 => server_stats().prop_map(|r| Some(Result::Stats(r))),
+    ]
+    .prop_map(|result| pb::AdminResponse { result })
+    .boxed()
+}
+
+// ---------------------------------------------------------------------------------
 // frame.proto
 // ---------------------------------------------------------------------------------
 
@@ -982,6 +1354,9 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         2 => call_request().prop_map(|b| Some(Body::Call(b))),
         2 => recall_request().prop_map(|b| Some(Body::Recall(b))),
         3 => edit_request().prop_map(|b| Some(Body::Edit(b))),
+        8 => contact_request().prop_map(|b| Some(Body::Contact(b))),
+        4 => account_request().prop_map(|b| Some(Body::Account(b))),
+        6 => admin_request().prop_map(|b| Some(Body::Admin(b))),
     ]
     .boxed()
 }
@@ -1018,6 +1393,10 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         2 => readers().prop_map(|b| Some(Body::Readers(b))),
         3 => call_event().prop_map(|b| Some(Body::CallEvent(b))),
         3 => call_ok().prop_map(|b| Some(Body::CallOk(b))),
+        8 => contact_response().prop_map(|b| Some(Body::Contact(b))),
+        2 => contact_event().prop_map(|b| Some(Body::ContactEvent(b))),
+        4 => account_response().prop_map(|b| Some(Body::Account(b))),
+        8 => admin_response().prop_map(|b| Some(Body::Admin(b))),
     ]
     .boxed()
 }
@@ -1154,6 +1533,21 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
             };
             vec!["client:edit", text]
         }
+        Some(Body::Contact(c)) => {
+            let mut names = vec!["client:contact"];
+            names.extend(contact_request_variants(c));
+            names
+        }
+        Some(Body::Account(a)) => {
+            let mut names = vec!["client:account"];
+            names.extend(account_request_variants(a));
+            names
+        }
+        Some(Body::Admin(a)) => {
+            let mut names = vec!["client:admin"];
+            names.extend(admin_request_variants(a));
+            names
+        }
     }
 }
 
@@ -1235,6 +1629,153 @@ fn group_response_variants(response: &pb::GroupResponse) -> Vec<&'static str> {
             }
             names
         }
+    }
+}
+
+/// Names of the contact operation a request carries and, for `SetContactSettings`,
+/// whether its settings are set.
+fn contact_request_variants(request: &pb::ContactRequest) -> Vec<&'static str> {
+    use contact_request::Op;
+    let op = match &request.op {
+        None => "contact:none",
+        Some(Op::SendRequest(_)) => "contact:send_request",
+        Some(Op::ListRequests(_)) => "contact:list_requests",
+        Some(Op::Decide(_)) => "contact:decide",
+        Some(Op::Cancel(_)) => "contact:cancel",
+        Some(Op::DeleteFriend(_)) => "contact:delete_friend",
+        Some(Op::ListFriends(_)) => "contact:list_friends",
+        Some(Op::Block(_)) => "contact:block",
+        Some(Op::Unblock(_)) => "contact:unblock",
+        Some(Op::ListBlocked(_)) => "contact:list_blocked",
+        Some(Op::GetSettings(_)) => "contact:get_settings",
+        Some(Op::SetSettings(s)) => {
+            let settings = if s.settings.is_some() {
+                "set_settings:settings"
+            } else {
+                "set_settings:no-settings"
+            };
+            return vec!["contact:set_settings", settings];
+        }
+    };
+    vec![op]
+}
+
+/// Names of the result a contact response carries, and what it contains.
+fn contact_response_variants(response: &pb::ContactResponse) -> Vec<&'static str> {
+    use contact_response::Result;
+    match &response.result {
+        None => vec!["contact_result:none"],
+        Some(Result::Done(_)) => vec!["contact_result:done"],
+        Some(Result::Requests(lists)) => {
+            let mut names = vec!["contact_result:requests"];
+            if !lists.incoming.is_empty() {
+                names.push("requests:incoming");
+            }
+            if !lists.outgoing.is_empty() {
+                names.push("requests:outgoing");
+            }
+            names
+        }
+        Some(Result::Friends(list)) => {
+            let mut names = vec!["contact_result:friends"];
+            for friend in &list.friends {
+                names.push(if friend.presence.is_some() {
+                    "friend:presence"
+                } else {
+                    "friend:no-presence"
+                });
+            }
+            names
+        }
+        Some(Result::Blocked(list)) => {
+            let mut names = vec!["contact_result:blocked"];
+            if !list.blocked.is_empty() {
+                names.push("blocked:blocked");
+            }
+            names
+        }
+        Some(Result::Settings(_)) => vec!["contact_result:settings"],
+    }
+}
+
+/// Names of the account operation a request carries.
+fn account_request_variants(request: &pb::AccountRequest) -> Vec<&'static str> {
+    use account_request::Op;
+    let op = match &request.op {
+        None => "account:none",
+        Some(Op::ListDevices(_)) => "account:list_devices",
+        Some(Op::LogoutDevice(_)) => "account:logout_device",
+        Some(Op::LogoutEverywhere(_)) => "account:logout_everywhere",
+    };
+    vec![op]
+}
+
+/// Names of the result an account response carries, and what it contains.
+fn account_response_variants(response: &pb::AccountResponse) -> Vec<&'static str> {
+    use account_response::Result;
+    match &response.result {
+        None => vec!["account_result:none"],
+        Some(Result::Devices(list)) => {
+            let mut names = vec!["account_result:devices"];
+            if !list.devices.is_empty() {
+                names.push("devices:devices");
+            }
+            names
+        }
+        Some(Result::LoggedOut(_)) => vec!["account_result:logged_out"],
+    }
+}
+
+/// Names of the admin operation a request carries.
+fn admin_request_variants(request: &pb::AdminRequest) -> Vec<&'static str> {
+    use admin_request::Op;
+    let op = match &request.op {
+        None => "admin:none",
+        Some(Op::ListUsers(_)) => "admin:list_users",
+        Some(Op::GetUser(_)) => "admin:get_user",
+        Some(Op::SetDisabled(_)) => "admin:set_disabled",
+        Some(Op::ResetPassword(_)) => "admin:reset_password",
+        Some(Op::SetRole(_)) => "admin:set_role",
+        Some(Op::ListGroups(_)) => "admin:list_groups",
+        Some(Op::DissolveGroup(_)) => "admin:dissolve_group",
+        Some(Op::Stats(_)) => "admin:stats",
+    };
+    vec![op]
+}
+
+/// Names of the result an admin response carries, and what it contains.
+fn admin_response_variants(response: &pb::AdminResponse) -> Vec<&'static str> {
+    use admin_response::Result;
+    match &response.result {
+        None => vec!["admin_result:none"],
+        Some(Result::Done(_)) => vec!["admin_result:done"],
+        Some(Result::Users(page)) => {
+            let mut names = vec!["admin_result:users"];
+            if !page.users.is_empty() {
+                names.push("users:users");
+            }
+            names
+        }
+        Some(Result::User(detail)) => {
+            let user = if detail.user.is_some() {
+                "user:user"
+            } else {
+                "user:no-user"
+            };
+            let mut names = vec!["admin_result:user", user];
+            if !detail.devices.is_empty() {
+                names.push("user:devices");
+            }
+            names
+        }
+        Some(Result::Groups(page)) => {
+            let mut names = vec!["admin_result:groups"];
+            if !page.groups.is_empty() {
+                names.push("groups:groups");
+            }
+            names
+        }
+        Some(Result::Stats(_)) => vec!["admin_result:stats"],
     }
 }
 
@@ -1340,6 +1881,22 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
             }
             names
         }
+        Some(Body::Contact(c)) => {
+            let mut names = vec!["server:contact"];
+            names.extend(contact_response_variants(c));
+            names
+        }
+        Some(Body::ContactEvent(_)) => vec!["server:contact_event"],
+        Some(Body::Account(a)) => {
+            let mut names = vec!["server:account"];
+            names.extend(account_response_variants(a));
+            names
+        }
+        Some(Body::Admin(a)) => {
+            let mut names = vec!["server:admin"];
+            names.extend(admin_response_variants(a));
+            names
+        }
     }
 }
 
@@ -1417,6 +1974,36 @@ fn client_strategy_reaches_every_variant() {
         "client:edit",
         "edit:text",
         "edit:no-text",
+        "client:contact",
+        "contact:none",
+        "contact:send_request",
+        "contact:list_requests",
+        "contact:decide",
+        "contact:cancel",
+        "contact:delete_friend",
+        "contact:list_friends",
+        "contact:block",
+        "contact:unblock",
+        "contact:list_blocked",
+        "contact:get_settings",
+        "contact:set_settings",
+        "set_settings:settings",
+        "set_settings:no-settings",
+        "client:account",
+        "account:none",
+        "account:list_devices",
+        "account:logout_device",
+        "account:logout_everywhere",
+        "client:admin",
+        "admin:none",
+        "admin:list_users",
+        "admin:get_user",
+        "admin:set_disabled",
+        "admin:reset_password",
+        "admin:set_role",
+        "admin:list_groups",
+        "admin:dissolve_group",
+        "admin:stats",
     ] {
         assert!(
             seen.contains(expected),
@@ -1481,6 +2068,36 @@ fn server_strategy_reaches_every_variant() {
         "call_event:ice_servers",
         "server:call_ok",
         "call_ok:ice_servers",
+        "server:contact",
+        "contact_result:none",
+        "contact_result:done",
+        "contact_result:requests",
+        "requests:incoming",
+        "requests:outgoing",
+        "contact_result:friends",
+        "friend:presence",
+        "friend:no-presence",
+        "contact_result:blocked",
+        "blocked:blocked",
+        "contact_result:settings",
+        "server:contact_event",
+        "server:account",
+        "account_result:none",
+        "account_result:devices",
+        "devices:devices",
+        "account_result:logged_out",
+        "server:admin",
+        "admin_result:none",
+        "admin_result:done",
+        "admin_result:users",
+        "users:users",
+        "admin_result:user",
+        "user:user",
+        "user:no-user",
+        "user:devices",
+        "admin_result:groups",
+        "groups:groups",
+        "admin_result:stats",
     ] {
         assert!(
             seen.contains(expected),
@@ -1670,4 +2287,156 @@ fn hand_built_frames_round_trip() {
         check_round_trip(frame, b"").unwrap();
     }
     check_concatenated(&[deliveries[0].clone(), call_event, deliveries[1].clone()]).unwrap();
+
+    // Contacts, devices and the back office. Settings that are all defaults still
+    // arrive set (an empty nested message is written), and a rate survives as a double.
+    let hello_ok = ServerFrame {
+        req_id: 1,
+        body: Some(server_frame::Body::HelloOk(pb::HelloOk {
+            user_id: "user_a".into(),
+            username: "alice".into(),
+            nickname: "Alice 🐇".into(),
+            device_id: "laptop-1".into(),
+            tokens: None,
+            lanes: 4,
+            max_frame_bytes: 1 << 20,
+            server_time_ms: 1_700_000_000_000,
+            role: "admin".into(),
+        })),
+    };
+    let set_settings = ClientFrame {
+        req_id: 12,
+        body: Some(client_frame::Body::Contact(pb::ContactRequest {
+            op: Some(contact_request::Op::SetSettings(pb::SetContactSettings {
+                settings: Some(pb::ContactSettings {
+                    friends_only_dm: false,
+                }),
+            })),
+        })),
+    };
+    let friends = ServerFrame {
+        req_id: 13,
+        body: Some(server_frame::Body::Contact(pb::ContactResponse {
+            result: Some(contact_response::Result::Friends(pb::FriendList {
+                friends: vec![pb::Friend {
+                    user_id: "user_b".into(),
+                    username: "bob".into(),
+                    nickname: "Bøb".into(),
+                    since_ms: 1_700_000_000_000,
+                    presence: Some(pb::Presence {
+                        user_id: "user_b".into(),
+                        online: true,
+                        last_seen_ms: 0,
+                        devices: 2,
+                        version: 7,
+                    }),
+                    blocked: true,
+                }],
+            })),
+        })),
+    };
+    let contact_event = ServerFrame {
+        req_id: 0,
+        body: Some(server_frame::Body::ContactEvent(pb::ContactEvent {
+            kind: pb::ContactEventKind::RequestReceived as i32,
+            user_id: "user_b".into(),
+            message: "hi, it's Bob 👋".into(),
+            username: "bob".into(),
+            nickname: "Bøb".into(),
+        })),
+    };
+    let device = pb::DeviceInfo {
+        device_id: "laptop-1".into(),
+        client_version: "0.1.0".into(),
+        first_seen_ms: 1_600_000_000_000,
+        last_seen_ms: 0,
+        online: true,
+        current: true,
+        transport: "quic".into(),
+    };
+    let devices = ServerFrame {
+        req_id: 14,
+        body: Some(server_frame::Body::Account(pb::AccountResponse {
+            result: Some(account_response::Result::Devices(pb::DeviceList {
+                devices: vec![device.clone()],
+            })),
+        })),
+    };
+    let user_detail = ServerFrame {
+        req_id: 15,
+        body: Some(server_frame::Body::Admin(pb::AdminResponse {
+            result: Some(admin_response::Result::User(pb::UserDetail {
+                user: Some(pb::AdminUser {
+                    user_id: "user_b".into(),
+                    username: "bob".into(),
+                    nickname: "Bøb".into(),
+                    role: "user".into(),
+                    disabled: true,
+                    created_at_ms: 1_600_000_000_000,
+                    online: true,
+                    sessions: 1,
+                    last_seen_ms: 0,
+                }),
+                devices: vec![device],
+                groups: 3,
+            })),
+        })),
+    };
+    let stats = ServerFrame {
+        req_id: 16,
+        body: Some(server_frame::Body::Admin(pb::AdminResponse {
+            result: Some(admin_response::Result::Stats(pb::ServerStats {
+                quic_sessions: 10,
+                websocket_sessions: 5,
+                users_online: 12,
+                messages_per_second: 12.5,
+                messages_since_start: u64::MAX,
+                store_bytes: 1 << 30,
+                uptime_ms: 86_400_000,
+                active_calls: 1,
+                slow_consumer_closes: 2,
+            })),
+        })),
+    };
+    let logout = ClientFrame {
+        req_id: 17,
+        body: Some(client_frame::Body::Account(pb::AccountRequest {
+            op: Some(account_request::Op::LogoutEverywhere(
+                pb::LogoutEverywhere { keep_current: true },
+            )),
+        })),
+    };
+    let list_users = ClientFrame {
+        req_id: 18,
+        body: Some(client_frame::Body::Admin(pb::AdminRequest {
+            op: Some(admin_request::Op::ListUsers(pb::ListUsers {
+                query: "ä".into(),
+                after_user_id: "user_a".into(),
+                limit: 200,
+            })),
+        })),
+    };
+    for frame in [&set_settings, &logout, &list_users] {
+        check_round_trip(frame, b"").unwrap();
+    }
+    for frame in [
+        &hello_ok,
+        &friends,
+        &contact_event,
+        &devices,
+        &user_detail,
+        &stats,
+    ] {
+        check_round_trip(frame, b"\x02").unwrap();
+    }
+    check_concatenated(&[set_settings, logout, list_users]).unwrap();
+    check_concatenated(&[
+        hello_ok,
+        friends,
+        contact_event,
+        devices,
+        user_detail,
+        stats,
+    ])
+    .unwrap();
 }

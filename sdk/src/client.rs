@@ -172,6 +172,14 @@ impl Client {
         account.user_id.as_ref().map(|_| account.nickname.clone())
     }
 
+    /// The authenticated user's role, `"user"` or `"admin"` (admins may use the
+    /// `admin_*` methods), as the broker said at the latest (re)connect; `None` before
+    /// the first successful login.
+    pub fn role(&self) -> Option<String> {
+        let account = self.shared.account();
+        account.user_id.as_ref().map(|_| account.role.clone())
+    }
+
     /// The device id this client announces (from the options).
     pub fn device_id(&self) -> &str {
         &self.shared.options.device_id

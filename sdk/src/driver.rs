@@ -1,9 +1,11 @@
 //! Keeps an authenticated client connected: runs a session, and when it ends,
 //! reconnects with backoff and resumes from the cursors, until `close()`, a fatal
-//! authentication error, or another connection taking over this device
-//! (`SESSION_REPLACED`).
+//! authentication error, or the broker ending this device's session for good:
+//! another connection taking over this device (`SESSION_REPLACED`), the device
+//! logged out (`LOGGED_OUT`) or the account disabled (`ACCOUNT_DISABLED`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use quip_protocol::pb::{ErrorCode, hello};
 use tokio::sync::watch;
@@ -28,10 +30,17 @@ pub(crate) async fn drive(shared: Arc<Shared>, first: Established) {
             shared.finish("closed by client".into());
             return;
         }
-        if end.broker_code == Some(ErrorCode::SessionReplaced) {
-            // Another client with this device id took over. Reconnecting would
-            // replace it in turn, and the two would fight forever.
-            shared.finish(format!("session replaced: {}", end.reason));
+        if SdkError::is_terminal_close(end.broker_code) {
+            // Another client with this device id took over (reconnecting would
+            // replace it in turn, and the two would fight forever), or the device was
+            // logged out or the account disabled (its tokens are revoked: only a new
+            // password login helps).
+            let what = match end.broker_code {
+                Some(ErrorCode::SessionReplaced) => "session replaced",
+                Some(ErrorCode::LoggedOut) => "logged out",
+                _ => "account disabled",
+            };
+            shared.finish(format!("{what}: {}", end.reason));
             return;
         }
         if !backoff.policy().enabled {
@@ -57,8 +66,11 @@ async fn reconnect_with_backoff(
     shutdown: &mut watch::Receiver<bool>,
     mut reason: String,
 ) -> std::result::Result<Established, String> {
+    // A RATE_LIMITED refusal says how long to wait at least.
+    let mut at_least = Duration::ZERO;
     loop {
         let (attempt, after) = backoff.next_delay();
+        let after = after.max(at_least);
         tracing::info!(attempt, ?after, %reason, "reconnecting");
         shared.push_state(ConnectionState::Reconnecting {
             attempt,
@@ -80,6 +92,7 @@ async fn reconnect_with_backoff(
             }
             Err(error) => {
                 tracing::debug!(%error, "reconnect attempt failed");
+                at_least = error.retry_after().unwrap_or(Duration::ZERO);
                 reason = error.to_string();
             }
         }

@@ -2,6 +2,9 @@
 //!
 //! Callers that need to react to a specific broker refusal match on
 //! [`SdkError::code`] (or on [`SdkError::Server`] directly), never on message text.
+//! A `RATE_LIMITED` refusal says how long to wait: [`SdkError::retry_after`].
+
+use std::time::Duration;
 
 use quip_protocol::{ErrorCode, FrameError, pb};
 
@@ -117,6 +120,29 @@ impl SdkError {
         }
     }
 
+    /// For a `RATE_LIMITED` refusal, how long the broker asks to wait before trying
+    /// again (its `retry_after_ms`; zero if it did not say). `None` for every other
+    /// error, including a `RATE_LIMITED` close code, which carries no delay.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SdkError::Server(error) if error.error_code() == ErrorCode::RateLimited => {
+                Some(Duration::from_millis(error.retry_after_ms))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the broker ended this device's session for good: logged out (by the
+    /// user from another device, or by an administrator), the account disabled, or
+    /// another connection with the same device id took over. Reconnecting cannot
+    /// help (or, for a replaced session, would fight the other connection).
+    pub(crate) fn is_terminal_close(code: Option<ErrorCode>) -> bool {
+        matches!(
+            code,
+            Some(ErrorCode::SessionReplaced | ErrorCode::LoggedOut | ErrorCode::AccountDisabled)
+        )
+    }
+
     /// Whether a refused reconnect `Hello` is final: retrying on a new connection
     /// cannot help after authentication refusals (the token cases are only reached
     /// once the refresh token was tried too), a `Hello` the broker finds malformed or
@@ -128,6 +154,7 @@ impl SdkError {
             Some(
                 ErrorCode::InvalidCredentials
                     | ErrorCode::AccountDisabled
+                    | ErrorCode::LoggedOut
                     | ErrorCode::Unauthenticated
                     | ErrorCode::TokenExpired
                     | ErrorCode::TokenInvalid
@@ -187,5 +214,37 @@ mod tests {
         assert!(!closed.is_fatal_auth());
         assert!(closed.to_string().contains("SLOW_CONSUMER"));
         assert_eq!(SdkError::Timeout.code(), None);
+    }
+
+    #[test]
+    fn rate_limits_say_how_long_to_wait() {
+        let mut error = pb::Error::new(ErrorCode::RateLimited, "slow down");
+        error.retry_after_ms = 1500;
+        let limited = SdkError::from(error);
+        assert_eq!(limited.code(), Some(ErrorCode::RateLimited));
+        assert_eq!(limited.retry_after(), Some(Duration::from_millis(1500)));
+        assert!(!limited.is_fatal_auth());
+
+        let mut other = pb::Error::new(ErrorCode::NotFound, "no");
+        other.retry_after_ms = 1500;
+        assert_eq!(SdkError::from(other).retry_after(), None);
+        assert_eq!(SdkError::Timeout.retry_after(), None);
+    }
+
+    #[test]
+    fn logouts_and_disabled_accounts_end_the_client() {
+        for code in [
+            ErrorCode::SessionReplaced,
+            ErrorCode::LoggedOut,
+            ErrorCode::AccountDisabled,
+        ] {
+            assert!(SdkError::is_terminal_close(Some(code)), "{code:?}");
+        }
+        for code in [ErrorCode::SlowConsumer, ErrorCode::ShuttingDown] {
+            assert!(!SdkError::is_terminal_close(Some(code)), "{code:?}");
+        }
+        assert!(!SdkError::is_terminal_close(None));
+        let logged_out = SdkError::from(pb::Error::new(ErrorCode::LoggedOut, "bye"));
+        assert!(logged_out.is_fatal_auth());
     }
 }

@@ -48,6 +48,14 @@ pub enum Event {
     /// another device of this user took the call, and `ENDED` (with `reason` and
     /// `duration_ms`) when it is over. Reliable, in the order the broker relayed them.
     Call(pb::CallEvent),
+    /// Something about this user's contacts that another user did: a friend request
+    /// arrived (`REQUEST_RECEIVED`, with its `message`), was accepted
+    /// (`REQUEST_ACCEPTED`: you are friends now) or withdrawn (`REQUEST_CANCELLED`), or
+    /// a friend removed you (`FRIEND_REMOVED`). Rejections and blocks are never told.
+    /// Reliable, sent to every online device; not replayed after a reconnect (ask
+    /// [`Client::contact_requests`](crate::Client::contact_requests) /
+    /// [`friends`](crate::Client::friends) for the current state).
+    Contact(pb::ContactEvent),
 }
 
 /// The connection's lifecycle as the application sees it.
@@ -64,7 +72,9 @@ pub enum ConnectionState {
         reason: String,
     },
     /// The client stopped for good: `close()` was called, reconnecting is disabled,
-    /// the broker refused the stored credentials, or another connection with the
-    /// same device id replaced this one (`SESSION_REPLACED`). Nothing follows.
+    /// the broker refused the stored credentials, another connection with the
+    /// same device id replaced this one (`SESSION_REPLACED`), this device was logged
+    /// out (`LOGGED_OUT`, by the user from another device or by an administrator) or
+    /// the account was disabled (`ACCOUNT_DISABLED`). Nothing follows.
     Closed { reason: String },
 }

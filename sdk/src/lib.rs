@@ -32,6 +32,16 @@
 //!   never resent after a reconnect (see the module docs).
 //! - Recall and edit (`amend`): `Client::recall`, `edit`, and [`apply_amendment`]
 //!   to apply `RECALL` / `EDIT` events to their target.
+//! - Contacts (`contacts`): friend requests (`Client::send_contact_request`,
+//!   `accept_contact_request`, ...), `friends`, `block` / `unblock`, the
+//!   friends-only setting; pushes arrive as [`Event::Contact`]. Changes are never
+//!   resent after a reconnect.
+//! - Devices (`account`): `Client::devices`, `logout_device`, `logout_everywhere`.
+//!   A device logged out (or an account disabled) ends with `State(Closed)`.
+//! - Back office (`admin`): `Client::admin_list_users`, `admin_user`,
+//!   `admin_set_disabled`, ... for users whose [`Client::role`] is `"admin"`.
+//! - Rate limits: a `RATE_LIMITED` refusal says how long to wait,
+//!   [`SdkError::retry_after`].
 //! - [`ClientOptions`] (`options`): device id, lanes, buffers, timeouts, datagrams.
 //! - [`Trust`] (`trust`): which broker certificate to accept (file, DER, pinned
 //!   fingerprint).
@@ -45,10 +55,13 @@
 //! (frames on streams), `handshake` (`Hello`), `session` (one connection's tasks),
 //! `driver` (reconnecting), `datagrams` (QUIC datagrams in and out).
 
+mod account;
+mod admin;
 mod amend;
 mod backoff;
 mod calls;
 mod client;
+mod contacts;
 mod datagrams;
 mod driver;
 mod error;
@@ -67,6 +80,7 @@ mod transport;
 mod trust;
 mod typing;
 
+pub use admin::{ROLE_ADMIN, ROLE_USER};
 pub use amend::{amendment, apply_amendment};
 pub use backoff::ReconnectPolicy;
 pub use client::Client;
@@ -83,6 +97,9 @@ pub use quinn;
 /// The wire types the API uses (`Message`, `SendRequest`, `SendAck`, `Tokens`, ...).
 pub use quip_protocol::pb;
 pub use quip_protocol::pb::{
-    GroupChanged, GroupInfo, GroupMember, GroupRole, JoinMode, JoinRequestInfo, MemberPage,
+    AdminGroupPage, AdminUser, BlockedUser, ContactDone, ContactEvent, ContactEventKind,
+    ContactRequestInfo, ContactRequestLists, ContactSettings, DeviceInfo, Friend, GroupChanged,
+    GroupInfo, GroupMember, GroupRole, JoinMode, JoinRequestInfo, MemberPage, ServerStats,
+    UserDetail, UserPage,
 };
 pub use quip_protocol::{ErrorCode, pb::SendAck, pb::SendRequest, pb::Tokens};

@@ -7,8 +7,8 @@
 //! - the gap filler (history fetches for gaps that do not close by themselves);
 //! - the datagram reader (typing and presence), unless datagrams are off.
 //!
-//! Pushes (`req_id` 0) arrive on the control stream (receipts, call events, and
-//! typing / presence when they do not go as datagrams) and become events.
+//! Pushes (`req_id` 0) arrive on the control stream (receipts, call and contact
+//! events, and typing / presence when they do not go as datagrams) and become events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,6 +207,9 @@ fn handle_control_frame(shared: &Shared, frame: ServerFrame) {
         server_frame::Body::Presence(presence) => shared.push_presence(presence),
         server_frame::Body::Receipt(receipt) => shared.push_reliable(Event::Receipt(receipt)),
         server_frame::Body::CallEvent(call) => shared.push_reliable(Event::Call(call)),
+        server_frame::Body::ContactEvent(contact) => {
+            shared.push_reliable(Event::Contact(contact));
+        }
         server_frame::Body::Error(error) if req_id == 0 => {
             tracing::warn!(%error, "broker error");
         }
@@ -281,6 +284,9 @@ async fn lane_loop(shared: Arc<Shared>, mut reader: FrameReader) -> Result<()> {
                 shared.push_reliable(Event::Receipt(receipt));
             }
             Some(server_frame::Body::CallEvent(call)) => shared.push_reliable(Event::Call(call)),
+            Some(server_frame::Body::ContactEvent(contact)) => {
+                shared.push_reliable(Event::Contact(contact));
+            }
             other => tracing::debug!(?other, "unexpected frame on a lane"),
         }
     }

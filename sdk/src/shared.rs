@@ -29,6 +29,8 @@ pub(crate) struct Account {
     pub(crate) user_id: Option<String>,
     pub(crate) username: String,
     pub(crate) nickname: String,
+    /// "user" or "admin", as the last `HelloOk` said.
+    pub(crate) role: String,
     /// The latest tokens: used for `Hello` on reconnect, rotated by `refresh`.
     pub(crate) tokens: Option<pb::Tokens>,
 }
@@ -398,6 +400,7 @@ impl Shared {
         account.user_id = Some(hello_ok.user_id.clone());
         account.username = hello_ok.username.clone();
         account.nickname = hello_ok.nickname.clone();
+        account.role = hello_ok.role.clone();
         if let Some(tokens) = &hello_ok.tokens {
             account.tokens = Some(tokens.clone());
         }

@@ -234,6 +234,7 @@ async fn serve(
         lanes: 1,
         max_frame_bytes: 1 << 20,
         server_time_ms: 0,
+        role: "user".into(),
     };
     write(
         &mut send,

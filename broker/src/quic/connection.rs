@@ -16,6 +16,7 @@ use super::frames::{FrameReader, FrameWriter, ReadError};
 use crate::context::BrokerContext;
 use crate::dispatch::{Pending, Requester, authenticate, dispatch, hello_ok, response};
 use crate::lane::LaneWriter;
+use crate::limits::ConnectionLimiter;
 use crate::queue::{QueueReceiver, QueueSender};
 use crate::router::{Push, Pushed, Session, SessionLink};
 use crate::service::{Caller, ServiceError};
@@ -56,6 +57,10 @@ impl SessionLink for QuicLink {
     fn close(&self, code: ErrorCode, reason: &str) {
         self.connection
             .close(code.close_code().into(), reason.as_bytes());
+    }
+
+    fn transport(&self) -> &'static str {
+        "quic"
     }
 }
 
@@ -177,7 +182,8 @@ async fn establish(
         let error = ServiceError::invalid("device_id must be 1 to 64 of [A-Za-z0-9_.-]");
         return Err(refuse(connection, &mut writer, req_id, error).await);
     }
-    let authenticated = match authenticate(ctx, &hello).await {
+    let peer = connection.remote_address().ip();
+    let authenticated = match authenticate(ctx, &hello, Some(peer)).await {
         Ok(authenticated) => authenticated,
         Err(error) => return Err(refuse(connection, &mut writer, req_id, error).await),
     };
@@ -218,6 +224,13 @@ async fn establish(
         }
     };
 
+    if let Err(error) = ctx
+        .account
+        .session_opened(&user_id, &device_id, &hello.client_version, "quic")
+        .await
+    {
+        tracing::warn!(%error, "cannot record the device");
+    }
     let hello_ok = hello_ok(ctx, authenticated, &device_id, lanes);
 
     let reply = response(req_id, server_frame::Body::HelloOk(hello_ok));
@@ -308,6 +321,7 @@ impl Control<'_> {
             user_id: self.session.user_id.clone(),
             device_id: self.session.device_id.clone(),
             session_id: self.session.id,
+            limiter: Some(Arc::new(ConnectionLimiter::new(&self.ctx.rate_limits))),
         });
         let datagrams = self.ctx.config.datagrams;
         let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -369,6 +383,16 @@ impl Control<'_> {
                 return;
             }
         };
+        // Over the request rate, a datagram is dropped: it has no answer to carry
+        // RATE_LIMITED, and a typing notice may be lost anyway.
+        if requester
+            .limiter
+            .as_ref()
+            .is_some_and(|limiter| limiter.request().is_err())
+        {
+            tracing::debug!("dropping a typing datagram over the request rate");
+            return;
+        }
         match frame.body {
             Some(client_frame::Body::Typing(typing)) => {
                 if let Err(error) = self.ctx.chat.typing(requester.caller(), &typing).await {

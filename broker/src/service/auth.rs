@@ -9,7 +9,7 @@ use quip_protocol::{ErrorCode, ids, pb};
 
 use super::error::{ServiceError, ServiceResult};
 use super::tokens::{TokenIssuer, hash_refresh};
-use crate::store::{RefreshRecord, Store, UserRecord};
+use crate::store::{DeviceRecord, RefreshRecord, Store, UserRecord};
 
 /// Limits on credentials, from the config.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct AuthService {
     /// Verified against when a username does not exist, so that a login attempt takes
     /// as long for an unknown name as for a wrong password (no user enumeration).
     dummy_hash: String,
+    /// Lowercase usernames that get the admin role when they register or log in.
+    admin_usernames: Vec<String>,
 }
 
 /// Who a connection belongs to once authenticated.
@@ -39,14 +41,24 @@ pub struct Authenticated {
 }
 
 impl AuthService {
-    pub fn new(store: Arc<dyn Store>, tokens: TokenIssuer, rules: CredentialRules) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: TokenIssuer,
+        rules: CredentialRules,
+        admin_usernames: &[String],
+    ) -> Self {
         let dummy_hash = hash_password("not-a-real-password").expect("argon2 with defaults");
         Self {
             store,
             tokens,
             rules,
             dummy_hash,
+            admin_usernames: admin_usernames.iter().map(|u| u.to_lowercase()).collect(),
         }
+    }
+
+    fn is_configured_admin(&self, username: &str) -> bool {
+        self.admin_usernames.contains(&username.to_lowercase())
     }
 
     pub fn issuer(&self) -> &TokenIssuer {
@@ -61,6 +73,29 @@ impl AuthService {
         nickname: &str,
         device_id: &str,
     ) -> ServiceResult<Authenticated> {
+        let role = if self.is_configured_admin(username) {
+            ROLE_ADMIN
+        } else {
+            ROLE_USER
+        };
+        let user = self
+            .create_account(username, password, nickname, role)
+            .await?;
+        let tokens = self.issue(&user, device_id).await?;
+        Ok(Authenticated {
+            user,
+            tokens: Some(tokens),
+        })
+    }
+
+    /// Creates an account with `role` (registration, or `quip-broker admin create`).
+    pub async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        nickname: &str,
+        role: &str,
+    ) -> ServiceResult<UserRecord> {
         self.check_username(username)?;
         self.check_password(password)?;
         let nickname = nickname.trim();
@@ -86,15 +121,12 @@ impl AuthService {
             password_hash,
             created_at_ms: now_ms(),
             disabled: false,
-            role: "user".into(),
+            role: role.to_owned(),
+            tokens_valid_after_ms: 0,
         };
         self.store.create_user(user.clone()).await?;
-        tracing::info!(user_id = %user.user_id, username = %user.username, "registered");
-        let tokens = self.issue(&user, device_id).await?;
-        Ok(Authenticated {
-            user,
-            tokens: Some(tokens),
-        })
+        tracing::info!(user_id = %user.user_id, username = %user.username, role, "registered");
+        Ok(user)
     }
 
     /// Checks a username and password; the same error whether the name or the password
@@ -121,7 +153,7 @@ impl AuthService {
         let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .unwrap_or(false);
-        let user = match user {
+        let mut user = match user {
             Some(user) if matches => user,
             _ => return Err(wrong()),
         };
@@ -131,6 +163,12 @@ impl AuthService {
                 "account is disabled",
             ));
         }
+        if user.role != ROLE_ADMIN && self.is_configured_admin(&user.username) {
+            user.role = ROLE_ADMIN.into();
+            self.store.update_user(user.clone()).await?;
+            tracing::info!(target: "quip::audit", user_id = %user.user_id, username = %user.username, "granted admin from the configuration");
+        }
+        self.record_device(&user.user_id, device_id).await?;
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
             user,
@@ -152,6 +190,8 @@ impl AuthService {
             ));
         }
         let user = self.active_user(&claims.sub).await?;
+        self.check_not_revoked(&user, device_id, claims.issued_at_ms())
+            .await?;
         Ok(Authenticated { user, tokens: None })
     }
 
@@ -182,6 +222,8 @@ impl AuthService {
             return Err(invalid());
         }
         let user = self.active_user(&record.user_id).await?;
+        self.check_not_revoked(&user, device_id, record.issued_at_ms)
+            .await?;
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
             user,
@@ -225,6 +267,56 @@ impl AuthService {
         Ok(user)
     }
 
+    /// Lists a device that logged in, also one that never opens a session (a
+    /// REST-only client), so it can be seen and logged out. (A registration through
+    /// the browser bridge only creates the account; its session records the device.)
+    async fn record_device(&self, user_id: &str, device_id: &str) -> ServiceResult<()> {
+        if self.store.device(user_id, device_id).await?.is_none() {
+            let now = now_ms();
+            let device = DeviceRecord {
+                device_id: device_id.to_owned(),
+                first_seen_ms: now,
+                last_seen_ms: now,
+                ..Default::default()
+            };
+            self.store.put_device(user_id, device).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a token issued before a logout of its device or of the whole user (or a
+    /// password reset, or the account being disabled).
+    async fn check_not_revoked(
+        &self,
+        user: &UserRecord,
+        device_id: &str,
+        issued_at_ms: u64,
+    ) -> ServiceResult<()> {
+        let device_after = self
+            .store
+            .device(&user.user_id, device_id)
+            .await?
+            .map_or(0, |device| device.tokens_valid_after_ms);
+        if issued_at_ms < user.tokens_valid_after_ms.max(device_after) {
+            return Err(ServiceError::new(
+                ErrorCode::LoggedOut,
+                "this device was logged out; log in again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets a user's password (an administrator's reset). The caller revokes tokens.
+    pub async fn set_password(&self, user: &mut UserRecord, password: &str) -> ServiceResult<()> {
+        self.check_password(password)?;
+        let password = password.to_owned();
+        user.password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|_| ServiceError::new(ErrorCode::Internal, "password hashing failed"))?
+            .map_err(|_| ServiceError::new(ErrorCode::Internal, "password hashing failed"))?;
+        Ok(())
+    }
+
     async fn issue(&self, user: &UserRecord, device_id: &str) -> ServiceResult<pb::Tokens> {
         let now = now_ms();
         let refresh = self.tokens.new_refresh(now);
@@ -235,6 +327,7 @@ impl AuthService {
                     user_id: user.user_id.clone(),
                     device_id: device_id.to_owned(),
                     expires_at_ms: refresh.expires_at_ms,
+                    issued_at_ms: now,
                 },
             )
             .await?;
@@ -272,7 +365,11 @@ impl AuthService {
     }
 }
 
-fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+/// The roles of `UserRecord::role`.
+pub const ROLE_USER: &str = "user";
+pub const ROLE_ADMIN: &str = "admin";
+
+pub(crate) fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes)?;
     Ok(Argon2::default()

@@ -170,6 +170,7 @@ impl CallService {
         if self.store.user_by_id(&request.to).await?.is_none() {
             return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
         }
+        super::contacts::check_direct(&*self.store, caller.user_id, &request.to).await?;
         let media = match pb::CallMedia::try_from(request.media) {
             Ok(pb::CallMedia::Video) => pb::CallMedia::Video,
             Ok(pb::CallMedia::Audio | pb::CallMedia::Unspecified) => pb::CallMedia::Audio,

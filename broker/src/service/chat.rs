@@ -128,6 +128,7 @@ impl ChatService {
             if self.store.user_by_id(&request.to).await?.is_none() {
                 return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
             }
+            super::contacts::check_direct(&*self.store, caller.user_id, &request.to).await?;
             if let Some(pb::send_request::Content::Text(text)) = &request.content
                 && text.mention_all
             {
@@ -237,7 +238,12 @@ impl ChatService {
         }
         let recipients: Arc<[String]> = match Conversation::parse(&typing.conv_id) {
             Some(Conversation::Group { group_id }) => self.members.member_ids(group_id).await?,
-            Some(Conversation::Single { low, high }) => {
+            Some(conv @ Conversation::Single { low, high }) => {
+                // Someone blocked says nothing, and is not told so.
+                let peer = conv.peer_of(caller.user_id).unwrap_or_default();
+                if self.store.is_blocked(peer, caller.user_id).await? {
+                    return Ok(0);
+                }
                 Arc::from(vec![low.to_owned(), high.to_owned()])
             }
             None => return Err(ServiceError::invalid("malformed conversation id")),

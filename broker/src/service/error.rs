@@ -12,6 +12,9 @@ pub enum ServiceError {
     Refused { code: ErrorCode, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too fast: RATE_LIMITED, with how long to wait.
+    #[error("rate limited; retry after {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
 }
 
 impl ServiceError {
@@ -26,9 +29,16 @@ impl ServiceError {
         Self::new(ErrorCode::InvalidArgument, message)
     }
 
+    pub fn rate_limited(retry: crate::limits::RetryAfter) -> Self {
+        ServiceError::RateLimited {
+            retry_after_ms: retry.as_millis(),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             ServiceError::Refused { code, .. } => *code,
+            ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
             ServiceError::Store(StoreError::UsernameTaken) => ErrorCode::UsernameTaken,
             ServiceError::Store(StoreError::Unavailable(_) | StoreError::Closed) => {
                 ErrorCode::Unavailable
@@ -42,6 +52,14 @@ impl ServiceError {
     pub fn to_pb(&self) -> pb::Error {
         let message = match self {
             ServiceError::Refused { message, .. } => message.clone(),
+            ServiceError::RateLimited { retry_after_ms } => {
+                let mut error = pb::Error::new(
+                    ErrorCode::RateLimited,
+                    format!("too many requests; retry in {retry_after_ms} ms"),
+                );
+                error.retry_after_ms = *retry_after_ms;
+                return error;
+            }
             ServiceError::Store(StoreError::UsernameTaken) => "username is taken".into(),
             ServiceError::Store(StoreError::Corrupt(_)) => "internal error".into(),
             ServiceError::Store(StoreError::Conflict(reason)) => reason.clone(),

@@ -432,6 +432,36 @@ impl GroupService {
         Ok(changed(self.info(&group, Role::Owner), seq))
     }
 
+    /// Dissolves a group on an administrator's order (the admin service checked the
+    /// role): like an owner's dissolve, announced to the members.
+    pub async fn dissolve_by_admin(
+        &self,
+        admin: Caller<'_>,
+        group_id: &str,
+    ) -> ServiceResult<pb::GroupChanged> {
+        let _lock = self.lock(group_id).await;
+        let mut group = self.live_group(group_id).await?;
+        group.dissolved = true;
+        let seq = self
+            .announce(
+                admin,
+                group_id,
+                Announcement::new(
+                    "group_dissolved",
+                    Vec::new(),
+                    "An administrator dissolved the group".into(),
+                    vec![GroupWrite::Group(group.clone())],
+                ),
+            )
+            .await?;
+        Ok(changed(self.info(&group, Role::Unspecified), seq))
+    }
+
+    /// A group as an outsider sees it (no role).
+    pub fn public_info(&self, group: &GroupRecord) -> pb::GroupInfo {
+        self.info(group, Role::Unspecified)
+    }
+
     async fn transfer(
         &self,
         caller: Caller<'_>,

@@ -47,9 +47,15 @@ impl PresenceService {
         }
         let mut last_seen_ms = 0;
         if !event.opened {
-            last_seen_ms = now_ms();
-            if let Err(error) = self.store.set_last_seen(&event.user_id, last_seen_ms).await {
-                tracing::warn!(%error, user = %event.user_id, "cannot record last seen");
+            last_seen_ms = self
+                .router
+                .recently_offline(&event.user_id)
+                .unwrap_or_else(now_ms);
+            match self.store.set_last_seen(&event.user_id, last_seen_ms).await {
+                Ok(()) => self.router.forget_offline(&event.user_id, last_seen_ms),
+                Err(error) => {
+                    tracing::warn!(%error, user = %event.user_id, "cannot record last seen")
+                }
             }
         }
         let presence = pb::Presence {
@@ -73,9 +79,10 @@ impl PresenceService {
         self.router.push(&frame, &partners, 0, Push::Ephemeral);
     }
 
-    /// The users a user has a 1:1 conversation with.
+    /// Who is told of a user's presence: their friends and 1:1 partners, except
+    /// users who blocked them.
     async fn partners(&self, user_id: &str) -> ServiceResult<Vec<String>> {
-        Ok(self
+        let mut partners: std::collections::BTreeSet<String> = self
             .store
             .user_conversations(user_id)
             .await?
@@ -85,7 +92,18 @@ impl PresenceService {
                     .peer_of(user_id)
                     .map(str::to_owned)
             })
-            .collect())
+            .collect();
+        partners.extend(
+            self.store
+                .friends(user_id)
+                .await?
+                .into_iter()
+                .map(|(friend, _)| friend),
+        );
+        for blocker in self.store.blockers_of(user_id).await? {
+            partners.remove(&blocker);
+        }
+        Ok(partners.into_iter().collect())
     }
 
     /// The presence of the given users, each with the version current when it was read.
@@ -99,16 +117,23 @@ impl PresenceService {
         if let Some(bad) = request.user_ids.iter().find(|id| !ids::is_user_id(id)) {
             return Err(ServiceError::invalid(format!("{bad:?} is not a user id")));
         }
+        Ok(pb::PresenceList {
+            presences: self.snapshot(&request.user_ids).await?,
+        })
+    }
+
+    /// The presence of some users now (ids not checked).
+    pub async fn snapshot(&self, user_ids: &[String]) -> ServiceResult<Vec<pb::Presence>> {
         // Read before the sessions: any change after this gets a higher version, so a
         // client keeping the highest version never drops a newer push for this answer.
         let version = self.router.presence_version();
-        let mut presences = Vec::with_capacity(request.user_ids.len());
-        for user_id in &request.user_ids {
+        let mut presences = Vec::with_capacity(user_ids.len());
+        for user_id in user_ids {
             let devices = self.router.sessions_of(user_id);
-            let last_seen_ms = if devices == 0 {
-                self.store.last_seen(user_id).await?
-            } else {
-                0
+            let last_seen_ms = match (devices, self.router.recently_offline(user_id)) {
+                (0, Some(at)) => at,
+                (0, None) => self.store.last_seen(user_id).await?,
+                _ => 0,
             };
             presences.push(pb::Presence {
                 user_id: user_id.clone(),
@@ -118,7 +143,7 @@ impl PresenceService {
                 version,
             });
         }
-        Ok(pb::PresenceList { presences })
+        Ok(presences)
     }
 
     /// How many members of a group are online, and the first of them by user id.

@@ -22,6 +22,22 @@ pub struct Claims {
     /// Expiry and issue time, seconds since the epoch.
     pub exp: u64,
     pub iat: u64,
+    /// Issue time in milliseconds, compared with the user's and the device's
+    /// "tokens valid after" (a logout and a login within one second must not let the
+    /// old token through). 0 in tokens from before it existed: `iat` counts then.
+    #[serde(default)]
+    pub iat_ms: u64,
+}
+
+impl Claims {
+    /// When the token was issued, in milliseconds.
+    pub fn issued_at_ms(&self) -> u64 {
+        if self.iat_ms > 0 {
+            self.iat_ms
+        } else {
+            self.iat * 1000
+        }
+    }
 }
 
 pub struct TokenIssuer {
@@ -75,6 +91,7 @@ impl TokenIssuer {
             iss: ISSUER.to_owned(),
             exp: now + self.access_ttl_secs,
             iat: now,
+            iat_ms: now_ms,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with an in-memory key cannot fail");

@@ -19,6 +19,12 @@
 //! Tree `accounts`: `n` lowercase(username) → user id; `i` user id → UserRecord;
 //! `r` sha256(refresh token) → RefreshRecord; `s` user id → last seen (ms).
 //!
+//! Tree `accounts` also: `v` user 0 device → DeviceRecord.
+//!
+//! Tree `social`: `f` user 0 friend → since (ms), both directions; `q` to 0 from and
+//! `o` from 0 to → ContactRequestRecord; `b` blocker 0 blocked → since (ms) and its
+//! reverse `B` blocked 0 blocker; `S` user → UserSettingsRecord.
+//!
 //! Tree `cursors`: `c` user 0 device 0 conv → a device's delivered seq; `R` conv 0 user
 //! → the user's read seq; `D` conv 0 user → the user's delivered seq (max over
 //! devices). Marks are keyed by conversation first, so "read by N" is one prefix scan.
@@ -134,6 +140,26 @@ pub(crate) fn mark_prefix(tag: u8, conv_id: &str) -> Vec<u8> {
 
 pub(crate) fn last_seen(user_id: &str) -> Vec<u8> {
     join(b's', &[user_id])
+}
+
+pub(crate) fn device(user_id: &str, device_id: &str) -> Vec<u8> {
+    join(b'v', &[user_id, device_id])
+}
+
+/// Keys of one user under `tag` in the `social` tree (`f`, `q`, `o`, `b`, `B`), or
+/// the `accounts` tree (`v`): this plus the other user (or device) id.
+pub(crate) fn pair_prefix(tag: u8, user_id: &str) -> Vec<u8> {
+    let mut key = join(tag, &[user_id]);
+    key.push(0);
+    key
+}
+
+pub(crate) fn pair(tag: u8, user_id: &str, other: &str) -> Vec<u8> {
+    join(tag, &[user_id, other])
+}
+
+pub(crate) fn settings(user_id: &str) -> Vec<u8> {
+    join(b'S', &[user_id])
 }
 
 pub(crate) fn amendment(conv_id: &str, seq: u64) -> Vec<u8> {

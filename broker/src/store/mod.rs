@@ -28,7 +28,8 @@ use std::pin::Pin;
 use quip_protocol::pb;
 
 pub use records::{
-    FormerMemberRecord, GroupRecord, JoinRequestRecord, MemberRecord, RefreshRecord, UserRecord,
+    ContactRequestRecord, DeviceRecord, FormerMemberRecord, GroupRecord, JoinRequestRecord,
+    MemberRecord, RefreshRecord, UserRecord, UserSettingsRecord,
 };
 pub use sled::SledStore;
 
@@ -187,6 +188,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn user_by_id<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
     fn user_by_username<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
 
+    /// Replaces an existing user's record (the username does not change).
+    fn update_user(&self, user: UserRecord) -> StoreFuture<'_, ()>;
+    /// Users ordered by user id, starting after `after_user_id` ("" from the start).
+    fn users<'a>(
+        &'a self,
+        after_user_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserRecord>>;
+
+    /// Creates or replaces the record of one of a user's devices.
+    fn put_device<'a>(&'a self, user_id: &'a str, device: DeviceRecord) -> StoreFuture<'a, ()>;
+    fn device<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+    ) -> StoreFuture<'a, Option<DeviceRecord>>;
+    /// A user's devices, ordered by device id.
+    fn devices<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<DeviceRecord>>;
+
     /// Stores a refresh token under the hash of its value.
     fn put_refresh(&self, token_hash: [u8; 32], record: RefreshRecord) -> StoreFuture<'_, ()>;
     /// Removes and returns a refresh token record: a token works once (rotation).
@@ -283,6 +303,52 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'a, Option<JoinRequestRecord>>;
     fn join_requests<'a>(&'a self, group_id: &'a str) -> StoreFuture<'a, Vec<JoinRequestRecord>>;
 
+    /// Groups ordered by group id, starting after `after_group_id` ("" from the start).
+    fn groups<'a>(
+        &'a self,
+        after_group_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<GroupRecord>>;
+
+    // --- contacts and blocks (the contact service serializes changes) ---
+
+    /// Records (or replaces) a pending friend request.
+    fn put_contact_request(&self, request: ContactRequestRecord) -> StoreFuture<'_, ()>;
+    /// Removes and returns the pending request `from` → `to`.
+    fn take_contact_request<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> StoreFuture<'a, Option<ContactRequestRecord>>;
+    /// Pending requests to (`incoming`) or from the user.
+    fn contact_requests<'a>(
+        &'a self,
+        user_id: &'a str,
+        incoming: bool,
+    ) -> StoreFuture<'a, Vec<ContactRequestRecord>>;
+    /// Makes two users friends, dropping any requests between them, atomically.
+    fn add_friends<'a>(&'a self, a: &'a str, b: &'a str, since_ms: u64) -> StoreFuture<'a, ()>;
+    /// Ends a friendship; false if there was none.
+    fn remove_friends<'a>(&'a self, a: &'a str, b: &'a str) -> StoreFuture<'a, bool>;
+    /// A user's friends with the time they became friends, by user id.
+    fn friends<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>>;
+    fn is_friend<'a>(&'a self, a: &'a str, b: &'a str) -> StoreFuture<'a, bool>;
+    /// Blocks `blocked` for `blocker`, dropping any requests between them, atomically.
+    fn block<'a>(&'a self, blocker: &'a str, blocked: &'a str, at_ms: u64) -> StoreFuture<'a, ()>;
+    /// False if there was no such block.
+    fn unblock<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool>;
+    /// Whom `blocker` blocked, with when, by user id.
+    fn blocks<'a>(&'a self, blocker: &'a str) -> StoreFuture<'a, Vec<(String, u64)>>;
+    /// Who blocked `blocked`.
+    fn blockers_of<'a>(&'a self, blocked: &'a str) -> StoreFuture<'a, Vec<String>>;
+    fn is_blocked<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool>;
+    fn user_settings<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserSettingsRecord>;
+    fn put_user_settings<'a>(
+        &'a self,
+        user_id: &'a str,
+        settings: UserSettingsRecord,
+    ) -> StoreFuture<'a, ()>;
+
     // --- cursors ---
 
     /// Moves a device's delivered cursors and the user's read and delivered marks
@@ -322,4 +388,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Makes everything written so far durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
     fn stats(&self) -> StoreStats;
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> u64;
 }

@@ -20,6 +20,10 @@ pub struct UserRecord {
     /// "user" or "admin".
     #[prost(string, tag = "7")]
     pub role: String,
+    /// Tokens issued before this (ms) are refused: set by "log out everywhere", a
+    /// password reset, or disabling the account.
+    #[prost(uint64, tag = "8")]
+    pub tokens_valid_after_ms: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -31,6 +35,10 @@ pub struct RefreshRecord {
     pub device_id: String,
     #[prost(uint64, tag = "3")]
     pub expires_at_ms: u64,
+    /// When it was issued: checked against the user's and the device's
+    /// `tokens_valid_after_ms` (0 for records from before devices were tracked).
+    #[prost(uint64, tag = "4")]
+    pub issued_at_ms: u64,
 }
 
 /// What a `(sender, client_msg_id)` resolved to, kept for the dedup window.
@@ -112,4 +120,46 @@ pub struct JoinRequestRecord {
     pub message: String,
     #[prost(uint64, tag = "4")]
     pub requested_at_ms: u64,
+}
+
+/// One device of a user: `v` user 0 device in the `accounts` tree.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeviceRecord {
+    #[prost(string, tag = "1")]
+    pub device_id: String,
+    #[prost(string, tag = "2")]
+    pub client_version: String,
+    /// "quic" or "websocket": the transport of its last session.
+    #[prost(string, tag = "3")]
+    pub transport: String,
+    #[prost(uint64, tag = "4")]
+    pub first_seen_ms: u64,
+    /// When its last session ended (0: never ended yet).
+    #[prost(uint64, tag = "5")]
+    pub last_seen_ms: u64,
+    /// Tokens of this device issued before this (ms) are refused ("log out").
+    #[prost(uint64, tag = "6")]
+    pub tokens_valid_after_ms: u64,
+}
+
+/// A pending friend request: `q` to 0 from (incoming) and `o` from 0 to (outgoing)
+/// in the `social` tree.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContactRequestRecord {
+    #[prost(string, tag = "1")]
+    pub from_user_id: String,
+    #[prost(string, tag = "2")]
+    pub to_user_id: String,
+    #[prost(string, tag = "3")]
+    pub message: String,
+    #[prost(uint64, tag = "4")]
+    pub requested_at_ms: u64,
+}
+
+/// A user's settings: `S` user in the `social` tree.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UserSettingsRecord {
+    /// Only friends may send this user 1:1 messages (and call).
+    #[prost(bool, tag = "1")]
+    pub friends_only_dm: bool,
 }

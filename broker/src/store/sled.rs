@@ -9,13 +9,15 @@ use prost::Message as _;
 use quip_protocol::pb;
 use tokio::sync::oneshot;
 
+mod social;
+
 use super::cursor_buffer::{CursorBuffer, read_u64};
 use super::records::DedupRecord;
 use super::writer::{self, AppendJob, AppendReply, Shared, WriterConfig, now_ms};
 use super::{
-    Appended, CursorUpdate, Durability, FormerMemberRecord, GroupRecord, JoinRequestRecord,
-    MarksMoved, MemberRecord, NewMessage, OnCommit, RefreshRecord, Store, StoreError, StoreFuture,
-    StoreStats, UserRecord, keys,
+    Appended, ContactRequestRecord, CursorUpdate, DeviceRecord, Durability, FormerMemberRecord,
+    GroupRecord, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage, OnCommit, RefreshRecord,
+    Store, StoreError, StoreFuture, StoreStats, UserRecord, UserSettingsRecord, keys,
 };
 
 /// Settings of the sled store.
@@ -49,6 +51,8 @@ pub struct SledStore {
     db: sled::Db,
     chat: sled::Tree,
     accounts: sled::Tree,
+    /// Contacts, requests, blocks and settings.
+    social: sled::Tree,
     /// The cursors tree, behind its write-behind buffer.
     cursors: Arc<CursorBuffer>,
     durability: Durability,
@@ -84,6 +88,7 @@ impl SledStore {
         let db = open_waiting_for_lock(&config)?;
         let chat = db.open_tree("chat")?;
         let accounts = db.open_tree("accounts")?;
+        let social = db.open_tree("social")?;
         let (cursors, cursor_thread) = CursorBuffer::start(db.open_tree("cursors")?)
             .map_err(|e| StoreError::Unavailable(format!("cannot start cursor writer: {e}")))?;
         let shared = Arc::new(Shared::default());
@@ -108,6 +113,7 @@ impl SledStore {
             db,
             chat,
             accounts,
+            social,
             cursors,
             durability: options.durability,
             shared,
@@ -248,6 +254,116 @@ impl Store for SledStore {
             Err(sled::transaction::TransactionError::Abort(error)) => ready(Err(error)),
             Err(sled::transaction::TransactionError::Storage(error)) => ready(Err(error.into())),
         }
+    }
+
+    fn update_user(&self, user: UserRecord) -> StoreFuture<'_, ()> {
+        match self.update_user_now(&user) {
+            Ok(()) => self.sync_flush(),
+            Err(error) => ready(Err(error)),
+        }
+    }
+
+    fn users<'a>(
+        &'a self,
+        after_user_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserRecord>> {
+        ready(self.users_page(after_user_id, limit))
+    }
+
+    fn put_device<'a>(&'a self, user_id: &'a str, device: DeviceRecord) -> StoreFuture<'a, ()> {
+        ready(self.put_device_now(user_id, &device))
+    }
+
+    fn device<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+    ) -> StoreFuture<'a, Option<DeviceRecord>> {
+        ready(self.device_now(user_id, device_id))
+    }
+
+    fn devices<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<DeviceRecord>> {
+        ready(self.devices_now(user_id))
+    }
+
+    fn groups<'a>(
+        &'a self,
+        after_group_id: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<GroupRecord>> {
+        ready(self.groups_page(after_group_id, limit))
+    }
+
+    fn put_contact_request(&self, request: ContactRequestRecord) -> StoreFuture<'_, ()> {
+        ready(self.put_contact_request_now(&request))
+    }
+
+    fn take_contact_request<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> StoreFuture<'a, Option<ContactRequestRecord>> {
+        ready(self.take_contact_request_now(from, to))
+    }
+
+    fn contact_requests<'a>(
+        &'a self,
+        user_id: &'a str,
+        incoming: bool,
+    ) -> StoreFuture<'a, Vec<ContactRequestRecord>> {
+        ready(self.contact_requests_now(user_id, incoming))
+    }
+
+    fn add_friends<'a>(&'a self, a: &'a str, b: &'a str, since_ms: u64) -> StoreFuture<'a, ()> {
+        ready(self.add_friends_now(a, b, since_ms))
+    }
+
+    fn remove_friends<'a>(&'a self, a: &'a str, b: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.remove_friends_now(a, b))
+    }
+
+    fn friends<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<(String, u64)>> {
+        ready(self.pairs(b'f', user_id))
+    }
+
+    fn is_friend<'a>(&'a self, a: &'a str, b: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.has_pair(b'f', a, b))
+    }
+
+    fn block<'a>(&'a self, blocker: &'a str, blocked: &'a str, at_ms: u64) -> StoreFuture<'a, ()> {
+        ready(self.block_now(blocker, blocked, at_ms))
+    }
+
+    fn unblock<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.unblock_now(blocker, blocked))
+    }
+
+    fn blocks<'a>(&'a self, blocker: &'a str) -> StoreFuture<'a, Vec<(String, u64)>> {
+        ready(self.pairs(b'b', blocker))
+    }
+
+    fn blockers_of<'a>(&'a self, blocked: &'a str) -> StoreFuture<'a, Vec<String>> {
+        ready(
+            self.pairs(b'B', blocked)
+                .map(|pairs| pairs.into_iter().map(|(user, _)| user).collect()),
+        )
+    }
+
+    fn is_blocked<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.has_pair(b'b', blocker, blocked))
+    }
+
+    fn user_settings<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserSettingsRecord> {
+        ready(self.user_settings_now(user_id))
+    }
+
+    fn put_user_settings<'a>(
+        &'a self,
+        user_id: &'a str,
+        settings: UserSettingsRecord,
+    ) -> StoreFuture<'a, ()> {
+        ready(self.put_user_settings_now(user_id, &settings))
     }
 
     fn user_by_id<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
@@ -602,5 +718,9 @@ impl Store for SledStore {
 
     fn stats(&self) -> StoreStats {
         self.shared.stats()
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 }

@@ -75,6 +75,11 @@ impl Quip {
             .arg("--durability")
             .arg(durability)
             .args(extra_args)
+            // Rate limits cap one connection (and logins from one address) at what a
+            // person does; a load test drives a few connections as hard as it can.
+            .env("QUIP_RATE_MESSAGES_PER_SEC", "0")
+            .env("QUIP_RATE_REQUESTS_PER_SEC", "0")
+            .env("QUIP_RATE_LOGINS_PER_IP_PER_MIN", "0")
             .env("QUIP_LOG", "warn")
             // A fixed random secret so the broker does not write one; never shown.
             .env(
