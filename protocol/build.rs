@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/quip/v1/error.proto",
         "proto/quip/v1/call.proto",
+        "proto/quip/v1/file.proto",
         "proto/quip/v1/message.proto",
         "proto/quip/v1/auth.proto",
         "proto/quip/v1/chat.proto",

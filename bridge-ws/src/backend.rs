@@ -11,6 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, pb::Error>> + Send + 'a>>;
 
+/// The bytes of a file in transfer, in chunks as they arrive (upload) or are read
+/// from disk (download); never the whole file in memory.
+pub type ByteStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static>>;
+
 /// An authenticated device making REST requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -67,6 +72,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         identity: &'a Identity,
         body: client_frame::Body,
     ) -> BackendFuture<'a, server_frame::Body>;
+
+    /// Stores an upload of `identity` streamed from `body`. Fails with FILE_TOO_LARGE
+    /// as soon as the body goes over the broker's limit; a body that ends in an error
+    /// (the client went away) stores nothing.
+    fn upload<'a>(
+        &'a self,
+        identity: &'a Identity,
+        upload: pb::FileUpload,
+        body: ByteStream,
+    ) -> BackendFuture<'a, pb::FileInfo>;
+
+    /// Opens a file (or its thumbnail, or a range of it) for `identity`, if they may
+    /// read it: the header, then the bytes.
+    fn download<'a>(
+        &'a self,
+        identity: &'a Identity,
+        request: pb::FileDownload,
+    ) -> BackendFuture<'a, (pb::FileHeader, ByteStream)>;
 
     /// Opens a session for a `Hello` carrying an access token: it syncs everything the
     /// device has not reported delivered, then delivers live.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backend::{
-    Backend, BackendFuture, BackendSession, Identity, RequestFuture, SessionRequests,
+    Backend, BackendFuture, BackendSession, ByteStream, Identity, RequestFuture, SessionRequests,
 };
 
 /// Limits and public addresses of the bridge.
@@ -36,8 +36,11 @@ pub struct BridgeConfig {
     pub ws_ping_interval: Duration,
     /// Browser origins allowed to open WebSockets; empty allows any.
     pub allowed_origins: Vec<String>,
-    /// Largest REST request body.
+    /// Largest REST request body (JSON); file uploads have their own limit.
     pub max_body_bytes: usize,
+    /// Largest file upload (`POST /api/files`): a bigger `Content-Length` is refused
+    /// before any byte is read. The broker enforces the same limit while streaming.
+    pub max_file_bytes: u64,
     /// The QUIC port, to build `quic_url` in login responses.
     pub quic_port: u16,
 }
@@ -50,6 +53,7 @@ impl Default for BridgeConfig {
             ws_ping_interval: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             max_body_bytes: 1 << 20,
+            max_file_bytes: 100 << 20,
             quic_port: 4433,
         }
     }

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::{BridgeState, Identity};
 
+pub mod files;
 pub mod social;
 
 type AppState = State<Arc<BridgeState>>;
@@ -75,6 +76,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/admin/groups"),
     ("post", "/api/admin/groups/{group_id}/dissolve"),
     ("get", "/api/admin/stats"),
+    ("post", "/api/files"),
+    ("get", "/api/files/{file_id}"),
+    ("get", "/api/files/{file_id}/thumbnail"),
+    ("get", "/api/files/{file_id}/info"),
     ("get", "/health"),
     ("get", "/api/openapi.json"),
 ];
@@ -165,6 +170,14 @@ pub fn routes() -> Router<Arc<BridgeState>> {
             post(social::admin_dissolve_group),
         )
         .route("/api/admin/stats", get(social::admin_stats))
+        // Uploads stream to the broker under `max_file_bytes`, not the JSON body limit.
+        .route(
+            "/api/files",
+            post(files::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/api/files/{file_id}", get(files::download))
+        .route("/api/files/{file_id}/thumbnail", get(files::thumbnail))
+        .route("/api/files/{file_id}/info", get(files::info))
         .route("/health", get(health))
         .route("/api/openapi.json", get(crate::openapi::serve))
 }
@@ -197,7 +210,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AlreadyAuthenticated | GroupFull | Conflict => StatusCode::CONFLICT,
         Expired => StatusCode::GONE,
-        FrameTooLarge | MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        FrameTooLarge | MessageTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited | TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         Unavailable | ShuttingDown | SlowConsumer | SessionReplaced => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -20,6 +20,9 @@ import { CallManager } from './call.js';
 import { createContacts } from './contacts.js';
 import { createDevices } from './devices.js';
 import { createAdmin } from './admin.js';
+import { createUploads } from './files.js';
+import { configureMedia, setUploadProgress, closeViewer } from './media.js';
+import { initAttach } from './attach.js';
 import { frameError, readableError, ACCOUNT_DISABLED, LOGGED_OUT, BLOCKED, RATE_LIMITED } from './errors.js';
 import * as ui from './ui.js';
 
@@ -114,6 +117,15 @@ const contacts = createContacts({
   onSettingsTab: () => devices.show(),
 });
 const admin = createAdmin({ api, store, learnUser: (id, info) => learnUser(id, info) });
+configureMedia({ token: () => (auth && auth.token) || '' });
+const uploads = createUploads({
+  store,
+  token: () => (auth && auth.token) || '',
+  refresh: (prev) => refreshTokens(prev),
+  newClientId: () => `web_${session.randomId(12)}`,
+  send: (msg) => transmit(msg),
+  onProgress: setUploadProgress,
+});
 
 const me = () => store.state.me;
 const activeConv = () => (store.state.active ? store.state.convs.get(store.state.active) : null);
@@ -582,6 +594,13 @@ function scheduleGapRepair(convId) {
 // ------------------------------------------------------------------ sending
 
 function frameFor(msg) {
+  if (msg.wire) {
+    // A media message (types 4–7): the broker only needs the file id (and a duration); it
+    // fills in name, size, mime and urls itself. `to` is the group or the user.
+    const frame = { type: msg.type, to: msg.groupId || msg.to, content: msg.wire, message_id: msg.clientId };
+    if (msg.groupId) frame.group_id = msg.groupId;
+    return frame;
+  }
   const frame = { type: msg.type, content: msg.content, message_id: msg.clientId };
   if (msg.type === MSG_GROUP) {
     frame.group_id = msg.groupId;
@@ -618,7 +637,19 @@ function onSend(rawText) {
   return true;
 }
 
+/** Files picked with the attach button, dropped on the chat or pasted: one upload (and
+ * then one media message) each, into the open conversation. */
+function onAttach(files) {
+  const conv = activeConv();
+  if (!conv || !files.length) return;
+  if (conv.type === 1 && !conv.peerId) return;
+  if (conv.type === 2 && !conv.groupId) return;
+  ui.scrollToBottomNext();
+  uploads.attach(conv, files);
+}
+
 function onRetry(clientId) {
+  if (uploads.retry(clientId)) return; // a failed upload: upload the file again
   const found = store.markSending(clientId);
   if (found) {
     ui.scrollToBottomNext();
@@ -1078,6 +1109,8 @@ function tick() {
 
 function logout(message = '') {
   calls.shutdown();
+  uploads.clear();
+  closeViewer();
   if (conn) conn.stop();
   conn = null;
   for (const p of wsPending.values()) {
@@ -1190,6 +1223,8 @@ ui.init(
     onBack: closeConversation,
     onSend,
     onRetry,
+    onCancelUpload: (clientId) => uploads.cancel(clientId),
+    onRemoveUpload: (clientId) => uploads.remove(clientId),
     onLoadOlder,
     onComposerInput,
     onComposerBlur: () => sendTypingStopped(activeConv()),
@@ -1207,6 +1242,7 @@ ui.init(
   store,
   { presence, call: calls },
 );
+initAttach({ onFiles: onAttach, canAttach: () => !!activeConv() });
 contacts.init();
 devices.init();
 admin.init();

@@ -8,6 +8,7 @@ export const BLOCKED = 26;
 export const CONTACTS_ONLY = 27;
 export const LOGGED_OUT = 28;
 export const FORBIDDEN = 10;
+export const FILE_TOO_LARGE = 29;
 
 /** "1 s", "12 s", "2 min" — whole seconds, rounded up (never "0 s"). */
 export function waitText(ms) {
@@ -40,6 +41,8 @@ export function readableError(code, message, retryAfterMs = 0, ctx = {}) {
       return 'This account has been disabled by an administrator.';
     case LOGGED_OUT:
       return 'This device was signed out. Please sign in again.';
+    case FILE_TOO_LARGE:
+      return 'File is larger than the limit.';
     default:
       return message || (code ? `Error ${code}` : 'Request failed');
   }

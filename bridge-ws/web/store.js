@@ -535,6 +535,34 @@ export function createStore({ schedule } = {}) {
     return msg ? { conv, msg } : null;
   }
 
+  /** Changes one of my pending messages (e.g. an upload's state) and re-renders it. */
+  function updatePending(clientId, patch) {
+    const found = findPending(clientId);
+    if (!found) return null;
+    Object.assign(found.msg, patch);
+    found.msg.rev += 1;
+    found.conv.rev += 1;
+    touchLast(found.conv, found.msg);
+    emit();
+    return found;
+  }
+
+  /** Drops one of my pending messages (a cancelled upload). */
+  function removePending(clientId) {
+    const found = findPending(clientId);
+    if (!found) return false;
+    const { conv, msg } = found;
+    conv.pending.delete(clientId);
+    state.pendingIndex.delete(clientId);
+    if (conv.last === msg) {
+      conv.last = null;
+      for (const m of [...conv.msgs.values(), ...conv.pending.values()]) touchLast(conv, m);
+    }
+    conv.rev += 1;
+    emit();
+    return true;
+  }
+
   /** ACK (type 30): the message is stored; it gets its seq and becomes 'sent'. */
   function applyAck(frame) {
     const clientId = frame.message_id || frame.client_msg_id;
@@ -857,6 +885,8 @@ export function createStore({ schedule } = {}) {
     addMessage,
     addOutgoing,
     findPending,
+    updatePending,
+    removePending,
     applyAck,
     markFailed,
     markSending,

@@ -3,19 +3,18 @@
 // text selection survive re-renders, and bubbles are rebuilt only when their signature
 // (the data they show) changes.
 
-import { MSG_SINGLE, MSG_GROUP, MSG_SYSTEM, MSG_IMAGE, MSG_VOICE, MSG_VIDEO, MSG_FILE, MSG_CUSTOM, mentions } from './store.js';
+import { MSG_SINGLE, MSG_GROUP, MSG_SYSTEM, MSG_CUSTOM, mentions } from './store.js';
 import { presenceText } from './presence.js';
+import { buildMediaContent, isMediaMessage } from './media.js';
 import {
   clockTime,
   dayLabel,
-  fileSize,
   fullTime,
   hueOf,
   initial,
   linkParts,
   listTime,
   messageSummary,
-  safeUrl,
   startOfDay,
   systemText,
 } from './format.js';
@@ -223,6 +222,10 @@ export function init(h_, store_, extras = {}) {
   $('message-items').addEventListener('click', (e) => {
     const btn = e.target.closest('[data-retry]');
     if (btn) handlers.onRetry(btn.dataset.retry);
+    const cancel = e.target.closest('[data-cancel-upload]');
+    if (cancel) handlers.onCancelUpload(cancel.dataset.cancelUpload);
+    const remove = e.target.closest('[data-remove-upload]');
+    if (remove) handlers.onRemoveUpload(remove.dataset.removeUpload);
     const more = e.target.closest('[data-menu-seq]');
     if (more) {
       e.stopPropagation();
@@ -829,8 +832,8 @@ function buildMessage(m, { group, first, sender, mentioned, receipt, counts, act
   );
   if (m.mine && !m.recalled) {
     const r = receipt || m.state;
-    const label = { sending: 'Sending', failed: 'Not sent', sent: 'Sent', delivered: 'Delivered', read: 'Read' }[r] || 'Sent';
-    const icon = r === 'sending' ? ICONS.clock : r === 'failed' ? ICONS.error : r === 'sent' ? ICONS.check : ICONS.checks;
+    const label = { uploading: 'Uploading', sending: 'Sending', failed: 'Not sent', sent: 'Sent', delivered: 'Delivered', read: 'Read' }[r] || 'Sent';
+    const icon = r === 'sending' || r === 'uploading' ? ICONS.clock : r === 'failed' ? ICONS.error : r === 'sent' ? ICONS.check : ICONS.checks;
     meta.append(
       h('span', { class: `status status-${m.state} receipt-${r}`, 'data-testid': 'message-status', 'data-receipt': r, title: label, 'aria-label': label, html: icon }),
     );
@@ -873,8 +876,11 @@ function buildMessage(m, { group, first, sender, mentioned, receipt, counts, act
       h(
         'div',
         { class: 'failed-actions' },
-        h('span', { class: 'failed-reason', 'data-testid': 'message-error' }, m.error || 'Not sent'),
-        h('button', { type: 'button', class: 'retry-btn', 'data-testid': 'retry', 'data-retry': m.clientId }, 'Retry'),
+        h('span', { class: 'failed-reason', 'data-testid': 'message-error', role: 'alert' }, m.error || 'Not sent'),
+        m.upload && m.upload.fatal ? null : h('button', { type: 'button', class: 'retry-btn', 'data-testid': 'retry', 'data-retry': m.clientId }, 'Retry'),
+        m.upload
+          ? h('button', { type: 'button', class: 'upload-remove', 'data-testid': 'upload-remove', 'data-remove-upload': m.clientId, title: 'Remove' }, 'Remove')
+          : null,
       ),
     );
   }
@@ -886,30 +892,8 @@ function buildContent(m, recalledBy = '') {
   if (m.recalled) {
     return h('div', { class: 'body recalled', 'data-testid': 'message-recalled' }, recalledBy ? `Message recalled by ${recalledBy}` : 'Message recalled');
   }
-  if (m.type === MSG_IMAGE || (c.file_id && c.file_type === 'image')) {
-    const src = safeUrl(c.thumbnail_url || c.url);
-    const full = safeUrl(c.url || c.thumbnail_url);
-    if (src) {
-      return h(
-        'a',
-        { class: 'body media', href: full, target: '_blank', rel: 'noopener noreferrer' },
-        h('img', { src, alt: c.file_name || 'Image', loading: 'lazy' }),
-      );
-    }
-  }
-  if (m.type === MSG_FILE || m.type === MSG_VOICE || m.type === MSG_VIDEO || c.file_id) {
-    const url = safeUrl(c.url);
-    const name = c.file_name || messageSummary(m);
-    const inner = [
-      h('span', { class: 'file-icon', html: ICONS.file }),
-      h('span', { class: 'file-text' }, h('span', { class: 'file-name' }, name), c.file_size ? h('span', { class: 'file-size' }, fileSize(c.file_size)) : null),
-    ];
-    if (m.type === MSG_VOICE && url) return h('div', { class: 'body' }, h('audio', { controls: true, src: url, preload: 'none' }));
-    if (m.type === MSG_VIDEO && url) return h('div', { class: 'body media' }, h('video', { controls: true, src: url, preload: 'metadata' }));
-    return url
-      ? h('a', { class: 'body file', href: url, target: '_blank', rel: 'noopener noreferrer', download: c.file_name || true }, inner)
-      : h('div', { class: 'body file' }, inner);
-  }
+  // Images, voice notes, videos and files (and my uploads in progress): media.js.
+  if (isMediaMessage(m)) return buildMediaContent(m);
   if (m.type === MSG_CUSTOM && typeof c.text !== 'string') {
     return h('div', { class: 'body custom' }, typeof c.json === 'string' ? c.json : JSON.stringify(c));
   }

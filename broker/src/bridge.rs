@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use quip_bridge_ws::{
-    Backend, BackendFuture, BackendSession, Identity, RequestFuture, SessionRequests,
+    Backend, BackendFuture, BackendSession, ByteStream, Identity, RequestFuture, SessionRequests,
 };
 use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
 use tokio::sync::{mpsc, oneshot};
@@ -135,6 +135,43 @@ impl Backend for BrokerBackend {
                 server_frame::Body::Error(error) => Err(error),
                 body => Ok(body),
             }
+        })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        identity: &'a Identity,
+        upload: pb::FileUpload,
+        body: ByteStream,
+    ) -> BackendFuture<'a, pb::FileInfo> {
+        Box::pin(async move {
+            self.ctx
+                .limits
+                .user_request(&identity.user_id)
+                .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+            self.ctx
+                .files
+                .upload(&identity.user_id, upload, body)
+                .await
+                .map_err(wire)
+        })
+    }
+
+    fn download<'a>(
+        &'a self,
+        identity: &'a Identity,
+        request: pb::FileDownload,
+    ) -> BackendFuture<'a, (pb::FileHeader, ByteStream)> {
+        Box::pin(async move {
+            self.ctx
+                .limits
+                .user_request(&identity.user_id)
+                .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+            self.ctx
+                .files
+                .download(&identity.user_id, &request)
+                .await
+                .map_err(wire)
         })
     }
 

@@ -146,6 +146,13 @@ pub struct Config {
     pub login_failures_before_delay: u32,
     pub login_delay_base_ms: u64,
     pub login_delay_max_ms: u64,
+
+    /// Largest upload; bigger ones get FILE_TOO_LARGE (checked while streaming).
+    pub max_file_bytes: u64,
+    /// Longest side of an image thumbnail, in pixels.
+    pub thumbnail_max_px: u32,
+    /// File transfers (QUIC streams) one connection may run at once.
+    pub max_transfers_per_connection: u32,
 }
 
 impl Default for Config {
@@ -212,6 +219,9 @@ impl Default for Config {
             login_failures_before_delay: 3,
             login_delay_base_ms: 1_000,
             login_delay_max_ms: 300_000,
+            max_file_bytes: 100 << 20,
+            thumbnail_max_px: 320,
+            max_transfers_per_connection: 8,
         }
     }
 }
@@ -427,6 +437,15 @@ pub struct Cli {
     /// Longest wait between failed logins, in ms. [default: 300000]
     #[arg(long, env = "QUIP_LOGIN_DELAY_MAX_MS")]
     pub login_delay_max_ms: Option<u64>,
+    /// Largest upload in bytes. [default: 104857600]
+    #[arg(long, env = "QUIP_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Longest side of image thumbnails in pixels. [default: 320]
+    #[arg(long, env = "QUIP_THUMBNAIL_MAX_PX")]
+    pub thumbnail_max_px: Option<u32>,
+    /// File transfers at once per QUIC connection. [default: 8]
+    #[arg(long, env = "QUIP_MAX_TRANSFERS_PER_CONNECTION")]
+    pub max_transfers_per_connection: Option<u32>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -548,7 +567,10 @@ impl Config {
             rate_logins_per_ip_per_min,
             login_failures_before_delay,
             login_delay_base_ms,
-            login_delay_max_ms
+            login_delay_max_ms,
+            max_file_bytes,
+            thumbnail_max_px,
+            max_transfers_per_connection
         );
         if !cli.admin_usernames.is_empty() {
             config.admin_usernames = cli.admin_usernames.clone();
@@ -635,6 +657,12 @@ impl Config {
         }
         if self.max_group_members < 2 {
             return invalid("max_group_members must be at least 2");
+        }
+        if self.max_file_bytes == 0 || self.thumbnail_max_px == 0 {
+            return invalid("max_file_bytes and thumbnail_max_px must be positive");
+        }
+        if self.max_transfers_per_connection > 1000 {
+            return invalid("max_transfers_per_connection is at most 1000");
         }
         if self.typing_expires_ms == 0 || self.call_ring_timeout_ms == 0 {
             return invalid("typing_expires_ms and call_ring_timeout_ms must be positive");

@@ -7,7 +7,7 @@ use crate::limits::{RateLimits, SharedLimiter};
 use crate::router::Router;
 use crate::service::{
     AccountService, AdminService, AuthService, CallService, ChatService, ContactService,
-    GroupService, PresenceService, ReceiptService,
+    FileService, GroupService, PresenceService, ReceiptService,
 };
 use crate::store::Store;
 
@@ -25,6 +25,7 @@ pub struct BrokerContext {
     pub contacts: ContactService,
     pub account: Arc<AccountService>,
     pub admin: AdminService,
+    pub files: FileService,
     /// Limits shared by all connections: REST requests per user, logins per address
     /// and per username.
     pub limits: SharedLimiter,

@@ -248,6 +248,11 @@ pub async fn dispatch(
             let result = ctx.admin.handle(&ctx.auth, session.caller(), request).await;
             answer(req_id, result.map(server_frame::Body::Admin))
         }),
+        client_frame::Body::FileInfo(request) => Box::pin(async move {
+            let (ctx, session) = owned;
+            let result = ctx.files.info(&session.user_id, &request.file_id).await;
+            answer(req_id, result.map(server_frame::Body::FileInfo))
+        }),
         client_frame::Body::LookupUser(lookup) => Box::pin(async move {
             let (ctx, _) = owned;
             let result = match &lookup.key {

@@ -14,8 +14,8 @@ use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
 use crate::service::{
     AccountService, AdminService, AuthService, CallLimits, CallService, ChatLimits, ChatService,
-    ContactService, CredentialRules, GroupLimits, GroupService, MemberCache, PresenceService,
-    ReceiptService, TokenIssuer,
+    ContactService, CredentialRules, FileLimits, FileService, GroupLimits, GroupService,
+    MemberCache, PresenceService, ReceiptService, TokenIssuer,
 };
 use crate::shutdown::{Drained, Shutdown};
 use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
@@ -187,6 +187,20 @@ impl Broker {
             login_delay_base_ms: config.login_delay_base_ms,
             login_delay_max_ms: config.login_delay_max_ms,
         };
+        let files = FileService::open(
+            &data_dir,
+            store.clone(),
+            chat.clone(),
+            FileLimits {
+                max_file_bytes: config.max_file_bytes,
+                thumbnail_max_px: config.thumbnail_max_px,
+            },
+        )
+        .map_err(|error| {
+            StartError::Store(StoreError::Unavailable(format!(
+                "cannot open the files directory: {error}"
+            )))
+        })?;
         let session_events = router.session_events();
         let ctx = Arc::new(BrokerContext {
             config,
@@ -201,6 +215,7 @@ impl Broker {
             contacts,
             account,
             admin,
+            files,
             limits: SharedLimiter::new(&rate_limits),
             rate_limits,
         });
@@ -326,6 +341,7 @@ async fn serve_http(
         ws_ping_interval: Duration::from_millis((config.ws_idle_timeout_ms / 3).clamp(100, 30_000)),
         allowed_origins: config.allowed_origins.clone(),
         max_body_bytes: config.http_max_body_bytes,
+        max_file_bytes: config.max_file_bytes,
         quic_port,
     };
     let app = quip_bridge_ws::router(Arc::new(BrokerBackend::new(ctx.clone())), bridge);

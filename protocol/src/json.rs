@@ -271,6 +271,23 @@ fn text_content(text: String, content: &Value) -> pb::TextContent {
     }
 }
 
+/// A stored file (an upload's answer, `GET /api/files/{id}/info`) as browser JSON:
+/// the names match a file message's content (`file_name`, `file_size`, `mime_type`).
+pub fn file_info_to_json(file: &pb::FileInfo) -> Value {
+    json!({
+        "file_id": file.file_id,
+        "file_name": file.name,
+        "file_size": file.size,
+        "mime_type": file.mime,
+        "url": file.url,
+        "thumbnail_url": file.thumbnail_url,
+        "width": file.width,
+        "height": file.height,
+        "sha256": file.sha256,
+        "uploaded_at": file.uploaded_at_ms,
+    })
+}
+
 /// The ACK of a browser send: echoes the client's `message_id` (so SimpleIM's client
 /// can match it) and carries the stored message's id and seq.
 pub fn ack_to_json(client_message_id: &str, ack: &pb::SendAck) -> Value {
@@ -391,6 +408,32 @@ mod tests {
         assert_eq!(
             (value["seq"].as_u64(), value["timestamp"].as_u64()),
             (Some(3), Some(42))
+        );
+    }
+
+    #[test]
+    fn file_info_renders_with_the_file_message_names() {
+        let info = pb::FileInfo {
+            file_id: "file_1".into(),
+            name: "cat.png".into(),
+            size: 1234,
+            mime: "image/png".into(),
+            url: "/api/files/file_1".into(),
+            thumbnail_url: "/api/files/file_1/thumbnail".into(),
+            width: 64,
+            height: 48,
+            sha256: "ab".repeat(32),
+            uploaded_at_ms: 42,
+        };
+        let value = file_info_to_json(&info);
+        assert_eq!(
+            value,
+            json!({
+                "file_id": "file_1", "file_name": "cat.png", "file_size": 1234,
+                "mime_type": "image/png", "url": "/api/files/file_1",
+                "thumbnail_url": "/api/files/file_1/thumbnail", "width": 64, "height": 48,
+                "sha256": "ab".repeat(32), "uploaded_at": 42,
+            })
         );
     }
 }

@@ -6,9 +6,11 @@
 //! nested oneof (Hello auth, send and message content, optional tokens, a system
 //! message's call summary, an edit's or amendment's text, the group, contact, account
 //! and admin operations and results, a friend's presence, new contact settings, an
-//! admin's user detail). Struct literals name every
-//! field and the variant names below match exhaustively, so a field or a variant added
-//! to the schema fails to compile here until it is covered.
+//! admin's user detail), and the `StreamRequest` and `StreamResponse` frames that open
+//! a file transfer stream (upload or download; error, stored file or download header,
+//! with or without its file), each followed by the raw bytes of the transfer. Struct
+//! literals name every field and the variant names below match exhaustively, so a
+//! field or a variant added to the schema fails to compile here until it is covered.
 
 use std::fmt::Debug;
 
@@ -19,7 +21,8 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use quip_protocol::pb::{
     self, account_request, account_response, admin_request, admin_response, contact_request,
-    contact_response, group_request, group_response, hello, message, send_request,
+    contact_response, group_request, group_response, hello, message, send_request, stream_request,
+    stream_response,
 };
 use quip_protocol::{
     ClientFrame, DEFAULT_MAX_FRAME_BYTES, ErrorCode, FrameDecoder, ServerFrame, client_frame,
@@ -1330,6 +1333,98 @@ fn admin_response() -> BoxedStrategy<pb::AdminResponse> {
 }
 
 // ---------------------------------------------------------------------------------
+// file.proto
+// ---------------------------------------------------------------------------------
+
+fn file_upload() -> BoxedStrategy<pb::FileUpload> {
+    (text(), num(), text())
+        .prop_map(|(name, declared_size, mime)| pb::FileUpload {
+            name,
+            declared_size,
+            mime,
+        })
+        .boxed()
+}
+
+fn file_download() -> BoxedStrategy<pb::FileDownload> {
+    (text(), any::<bool>(), num(), num())
+        .prop_map(|(file_id, thumbnail, offset, length)| pb::FileDownload {
+            file_id,
+            thumbnail,
+            offset,
+            length,
+        })
+        .boxed()
+}
+
+/// The frame a client writes first on a transfer stream of its own.
+fn stream_request() -> BoxedStrategy<pb::StreamRequest> {
+    use stream_request::Request;
+    prop_oneof![
+        1 => Just(None),
+        3 => file_upload().prop_map(|r| Some(Request::Upload(r))),
+        3 => file_download().prop_map(|r| Some(Request::Download(r))),
+    ]
+    .prop_map(|request| pb::StreamRequest { request })
+    .boxed()
+}
+
+fn file_info() -> BoxedStrategy<pb::FileInfo> {
+    (
+        (text(), text(), num(), text(), text(), text()),
+        (num32(), num32(), text(), num()),
+    )
+        .prop_map(
+            |(
+                (file_id, name, size, mime, url, thumbnail_url),
+                (width, height, sha256, uploaded_at_ms),
+            )| pb::FileInfo {
+                file_id,
+                name,
+                size,
+                mime,
+                url,
+                thumbnail_url,
+                width,
+                height,
+                sha256,
+                uploaded_at_ms,
+            },
+        )
+        .boxed()
+}
+
+fn file_header() -> BoxedStrategy<pb::FileHeader> {
+    (prop::option::of(file_info()), num(), num(), num())
+        .prop_map(|(file, offset, length, total_size)| pb::FileHeader {
+            file,
+            offset,
+            length,
+            total_size,
+        })
+        .boxed()
+}
+
+/// The frame the broker writes first on a transfer stream.
+fn stream_response() -> BoxedStrategy<pb::StreamResponse> {
+    use stream_response::Response;
+    prop_oneof![
+        1 => Just(None),
+        2 => error_frame().prop_map(|r| Some(Response::Error(r))),
+        3 => file_info().prop_map(|r| Some(Response::Uploaded(r))),
+        3 => file_header().prop_map(|r| Some(Response::Download(r))),
+    ]
+    .prop_map(|response| pb::StreamResponse { response })
+    .boxed()
+}
+
+fn file_info_request() -> BoxedStrategy<pb::FileInfoRequest> {
+    text()
+        .prop_map(|file_id| pb::FileInfoRequest { file_id })
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------------
 // frame.proto
 // ---------------------------------------------------------------------------------
 
@@ -1357,6 +1452,7 @@ fn client_body() -> BoxedStrategy<Option<client_frame::Body>> {
         8 => contact_request().prop_map(|b| Some(Body::Contact(b))),
         4 => account_request().prop_map(|b| Some(Body::Account(b))),
         6 => admin_request().prop_map(|b| Some(Body::Admin(b))),
+        2 => file_info_request().prop_map(|b| Some(Body::FileInfo(b))),
     ]
     .boxed()
 }
@@ -1397,6 +1493,7 @@ fn server_body() -> BoxedStrategy<Option<server_frame::Body>> {
         2 => contact_event().prop_map(|b| Some(Body::ContactEvent(b))),
         4 => account_response().prop_map(|b| Some(Body::Account(b))),
         8 => admin_response().prop_map(|b| Some(Body::Admin(b))),
+        3 => file_info().prop_map(|b| Some(Body::FileInfo(b))),
     ]
     .boxed()
 }
@@ -1470,6 +1567,28 @@ proptest! {
 
     #[test]
     fn concatenated_server_frames_decode_in_order(frames in vec(server_frame(), 0..10)) {
+        check_concatenated(&frames)?;
+    }
+
+    // A transfer stream carries one StreamRequest or StreamResponse frame and then the
+    // raw bytes of the file, which the trailer stands for.
+    #[test]
+    fn stream_request_round_trips(frame in stream_request(), bytes in vec(any::<u8>(), 0..64)) {
+        check_round_trip(&frame, &bytes)?;
+    }
+
+    #[test]
+    fn stream_response_round_trips(frame in stream_response(), bytes in vec(any::<u8>(), 0..64)) {
+        check_round_trip(&frame, &bytes)?;
+    }
+
+    #[test]
+    fn concatenated_stream_requests_decode_in_order(frames in vec(stream_request(), 0..10)) {
+        check_concatenated(&frames)?;
+    }
+
+    #[test]
+    fn concatenated_stream_responses_decode_in_order(frames in vec(stream_response(), 0..10)) {
         check_concatenated(&frames)?;
     }
 }
@@ -1548,6 +1667,7 @@ fn client_variants(frame: &ClientFrame) -> Vec<&'static str> {
             names.extend(admin_request_variants(a));
             names
         }
+        Some(Body::FileInfo(_)) => vec!["client:file_info"],
     }
 }
 
@@ -1897,6 +2017,37 @@ fn server_variants(frame: &ServerFrame) -> Vec<&'static str> {
             names.extend(admin_response_variants(a));
             names
         }
+        Some(Body::FileInfo(_)) => vec!["server:file_info"],
+    }
+}
+
+/// Names of the request a transfer stream's first client frame carries.
+fn stream_request_variants(frame: &pb::StreamRequest) -> Vec<&'static str> {
+    use stream_request::Request;
+    let request = match &frame.request {
+        None => "stream_request:none",
+        Some(Request::Upload(_)) => "stream_request:upload",
+        Some(Request::Download(_)) => "stream_request:download",
+    };
+    vec![request]
+}
+
+/// Names of the response a transfer stream's first broker frame carries and, for a
+/// download header, whether its file is set.
+fn stream_response_variants(frame: &pb::StreamResponse) -> Vec<&'static str> {
+    use stream_response::Response;
+    match &frame.response {
+        None => vec!["stream_response:none"],
+        Some(Response::Error(_)) => vec!["stream_response:error"],
+        Some(Response::Uploaded(_)) => vec!["stream_response:uploaded"],
+        Some(Response::Download(header)) => {
+            let file = if header.file.is_some() {
+                "download:file"
+            } else {
+                "download:no-file"
+            };
+            vec!["stream_response:download", file]
+        }
     }
 }
 
@@ -2004,6 +2155,7 @@ fn client_strategy_reaches_every_variant() {
         "admin:list_groups",
         "admin:dissolve_group",
         "admin:stats",
+        "client:file_info",
     ] {
         assert!(
             seen.contains(expected),
@@ -2098,6 +2250,40 @@ fn server_strategy_reaches_every_variant() {
         "admin_result:groups",
         "groups:groups",
         "admin_result:stats",
+        "server:file_info",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "never generated {expected}; saw {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn stream_request_strategy_reaches_every_variant() {
+    let seen = seen_variants(stream_request(), 500, stream_request_variants);
+    for expected in [
+        "stream_request:none",
+        "stream_request:upload",
+        "stream_request:download",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "never generated {expected}; saw {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn stream_response_strategy_reaches_every_variant() {
+    let seen = seen_variants(stream_response(), 500, stream_response_variants);
+    for expected in [
+        "stream_response:none",
+        "stream_response:error",
+        "stream_response:uploaded",
+        "stream_response:download",
+        "download:file",
+        "download:no-file",
     ] {
         assert!(
             seen.contains(expected),
@@ -2439,4 +2625,73 @@ fn hand_built_frames_round_trip() {
         stats,
     ])
     .unwrap();
+
+    // Files: metadata on the control stream, and the frames that open a transfer stream,
+    // each followed there by the raw bytes of the file (the trailer).
+    let file = pb::FileInfo {
+        file_id: "file_9f86d081884c7d65".into(),
+        name: "Fotó 你好 🐇.png".into(),
+        size: 1 << 40,
+        mime: "image/png".into(),
+        url: "https://example.com/files/file_9f86d081884c7d65".into(),
+        thumbnail_url: "https://example.com/files/file_9f86d081884c7d65?thumbnail=1".into(),
+        width: 4032,
+        height: u32::MAX,
+        sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        uploaded_at_ms: 1_700_000_000_000,
+    };
+    let file_info_request = ClientFrame {
+        req_id: 19,
+        body: Some(client_frame::Body::FileInfo(pb::FileInfoRequest {
+            file_id: file.file_id.clone(),
+        })),
+    };
+    let file_info = ServerFrame {
+        req_id: 19,
+        body: Some(server_frame::Body::FileInfo(file.clone())),
+    };
+    check_round_trip(&file_info_request, b"").unwrap();
+    check_round_trip(&file_info, b"\x03").unwrap();
+
+    let upload = pb::StreamRequest {
+        request: Some(stream_request::Request::Upload(pb::FileUpload {
+            name: "Fotó 你好 🐇.png".into(),
+            declared_size: 8,
+            mime: "image/png".into(),
+        })),
+    };
+    let download = pb::StreamRequest {
+        request: Some(stream_request::Request::Download(pb::FileDownload {
+            file_id: file.file_id.clone(),
+            thumbnail: true,
+            offset: 4,
+            length: u64::MAX,
+        })),
+    };
+    let too_large = pb::StreamResponse {
+        response: Some(stream_response::Response::Error(pb::Error {
+            code: ErrorCode::FileTooLarge as i32,
+            message: "over 100 MiB ✗".into(),
+            retry_after_ms: 0,
+        })),
+    };
+    let uploaded = pb::StreamResponse {
+        response: Some(stream_response::Response::Uploaded(file.clone())),
+    };
+    let header = pb::StreamResponse {
+        response: Some(stream_response::Response::Download(pb::FileHeader {
+            file: Some(file),
+            offset: 4,
+            length: 4,
+            total_size: 8,
+        })),
+    };
+    let png = b"\x89PNG\r\n\x1a\n";
+    check_round_trip(&upload, png).unwrap();
+    check_round_trip(&download, b"").unwrap();
+    check_round_trip(&too_large, b"").unwrap();
+    check_round_trip(&uploaded, b"").unwrap();
+    check_round_trip(&header, &png[4..]).unwrap();
+    check_concatenated(&[upload, pb::StreamRequest::default(), download]).unwrap();
+    check_concatenated(&[too_large, uploaded, pb::StreamResponse::default(), header]).unwrap();
 }

@@ -1,7 +1,9 @@
 //! Frames over QUIC streams: reading `ServerFrame`s from a receive stream, writing
-//! pre-encoded `ClientFrame`s to the control stream.
+//! pre-encoded `ClientFrame`s to the control stream, and reading the one frame a
+//! file transfer stream starts with.
 
 use bytes::{Bytes, BytesMut};
+use prost::Message;
 use quip_protocol::{FrameDecoder, FrameError, ServerFrame};
 use tokio::sync::mpsc;
 
@@ -51,6 +53,30 @@ impl FrameReader {
                         "stream ended inside a frame".into(),
                     )));
                 }
+            }
+        }
+    }
+}
+
+/// Reads one frame of type `M` from `recv`, buffering in `buf`: bytes that follow
+/// the frame (a download's data) stay in `buf`. `Ok(None)` when the stream ended
+/// cleanly before any byte of a frame.
+pub(crate) async fn read_one<M: Message + Default>(
+    recv: &mut quinn::RecvStream,
+    buf: &mut BytesMut,
+    decoder: FrameDecoder,
+) -> Result<Option<M>> {
+    loop {
+        if let Some(message) = decoder.decode::<M>(buf)? {
+            return Ok(Some(message));
+        }
+        match recv.read_chunk(READ_CHUNK, true).await? {
+            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+            None if buf.is_empty() => return Ok(None),
+            None => {
+                return Err(SdkError::Frame(FrameError::Bad(
+                    "stream ended inside a frame".into(),
+                )));
             }
         }
     }

@@ -36,6 +36,10 @@
 //!   `accept_contact_request`, ...), `friends`, `block` / `unblock`, the
 //!   friends-only setting; pushes arrive as [`Event::Contact`]. Changes are never
 //!   resent after a reconnect.
+//! - Files (`files`): `Client::upload_file`, `upload_reader`, `download_file`,
+//!   `download_range`, `download_thumbnail`, `file_info`, and `send_file` for IMAGE,
+//!   VOICE, VIDEO and FILE messages; each transfer streams on a QUIC stream of its
+//!   own and is never resent after a reconnect (see the module docs).
 //! - Devices (`account`): `Client::devices`, `logout_device`, `logout_everywhere`.
 //!   A device logged out (or an account disabled) ends with `State(Closed)`.
 //! - Back office (`admin`): `Client::admin_list_users`, `admin_user`,
@@ -66,6 +70,7 @@ mod datagrams;
 mod driver;
 mod error;
 mod events;
+mod files;
 mod framed;
 mod groups;
 mod handshake;

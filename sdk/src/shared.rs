@@ -57,9 +57,12 @@ pub(crate) struct Shared {
     pub(crate) gap_open: Notify,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) account: Mutex<Account>,
-    /// The current session's connection (for sending datagrams); `None` between
-    /// connections.
+    /// The current session's connection (for sending datagrams and opening file
+    /// transfer streams); `None` between connections.
     pub(crate) connection: Mutex<Option<quinn::Connection>>,
+    /// Signalled when a connection is installed or the client finishes (transfers
+    /// started between connections wait on it).
+    connection_ready: Notify,
     /// Who is typing where (from typing notices).
     pub(crate) typing: Mutex<TypingTracker>,
     /// The newest presence per user. Locked before the inbox when both are needed.
@@ -113,6 +116,7 @@ impl Shared {
             outbox: Mutex::new(Outbox::new()),
             account: Mutex::new(Account::default()),
             connection: Mutex::new(None),
+            connection_ready: Notify::new(),
             typing: Mutex::new(TypingTracker::default()),
             presence: Mutex::new(PresenceTracker::default()),
             // 0 means "no response expected" on the wire.
@@ -146,7 +150,38 @@ impl Shared {
 
     /// Sets (or, with `None`, clears) the connection datagrams go out on.
     pub(crate) fn set_connection(&self, connection: Option<quinn::Connection>) {
+        let installed = connection.is_some();
         *lock(&self.connection) = connection;
+        if installed {
+            self.connection_ready.notify_waiters();
+        }
+    }
+
+    /// The current session's live connection, for a transfer on a stream of its
+    /// own. Between connections (including the moment between a login and its
+    /// session starting) waits for the next one, for at most `request_timeout`, then
+    /// fails with `Disconnected`.
+    pub(crate) async fn live_connection(&self) -> Result<quinn::Connection> {
+        let wait = async {
+            loop {
+                let notified = self.connection_ready.notified();
+                tokio::pin!(notified);
+                // Register before checking, so an install in between is not missed.
+                notified.as_mut().enable();
+                self.outbox().check_phase()?;
+                let connection = lock(&self.connection).clone();
+                match connection {
+                    Some(connection) if connection.close_reason().is_none() => {
+                        return Ok(connection);
+                    }
+                    _ => {}
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(self.options.request_timeout, wait)
+            .await
+            .unwrap_or(Err(SdkError::Disconnected))
     }
 
     pub(crate) fn next_req_id(&self) -> u64 {
@@ -335,6 +370,7 @@ impl Shared {
     pub(crate) fn finish(&self, reason: String) {
         self.outbox().close();
         self.set_connection(None);
+        self.connection_ready.notify_waiters();
         self.typing().clear();
         self.inbox().finish(reason);
         self.inbox_ready.notify_waiters();

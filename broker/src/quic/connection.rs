@@ -362,6 +362,21 @@ impl Control<'_> {
                     }
                     self.writer.flush().await.map_err(|e| e.to_string())?;
                 }
+                stream = self.connection.accept_bi() => {
+                    match stream {
+                        // A file transfer: on its own task, so chat goes on meanwhile.
+                        Ok((send, recv)) => {
+                            let transfer = super::transfer::serve(
+                                self.ctx.clone(),
+                                self.session.user_id.clone(),
+                                send,
+                                recv,
+                            );
+                            tokio::spawn(transfer.in_current_span());
+                        }
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
                 datagram = self.connection.read_datagram(), if datagrams => {
                     match datagram {
                         Ok(datagram) => self.datagram(&requester, datagram).await,

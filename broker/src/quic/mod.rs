@@ -3,6 +3,7 @@
 mod connection;
 mod frames;
 pub mod tls;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn bind(
     let transport = tls::transport_config(
         Duration::from_millis(ctx.config.idle_timeout_ms),
         ctx.config.datagrams,
+        ctx.config.max_transfers_per_connection,
     );
     let server_config = identity.server_config(transport)?;
     let addr = ctx.config.quic_addr;

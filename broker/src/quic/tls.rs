@@ -108,7 +108,11 @@ impl TlsIdentity {
 }
 
 /// Transport settings for broker connections.
-pub fn transport_config(idle_timeout: Duration, datagrams: bool) -> quinn::TransportConfig {
+pub fn transport_config(
+    idle_timeout: Duration,
+    datagrams: bool,
+    max_transfers: u32,
+) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     // Datagrams carry typing and presence only, small and lossy by nature: a small
     // buffer each way bounds what one connection can hold (quinn drops the oldest when
@@ -116,8 +120,8 @@ pub fn transport_config(idle_timeout: Duration, datagrams: bool) -> quinn::Trans
     transport.datagram_receive_buffer_size(datagrams.then_some(DATAGRAM_BUFFER_BYTES));
     transport.datagram_send_buffer_size(DATAGRAM_BUFFER_BYTES);
     transport.max_idle_timeout(idle_timeout.try_into().ok());
-    // One control stream per connection (a few spare for reconnect races).
-    transport.max_concurrent_bidi_streams(4u32.into());
+    // The control stream, and one stream per file transfer in progress.
+    transport.max_concurrent_bidi_streams((1 + max_transfers).into());
     // Clients open no unidirectional streams; lanes are server-opened.
     transport.max_concurrent_uni_streams(0u32.into());
     // Deliveries are mostly broker → device. By default a device acknowledges every

@@ -28,8 +28,8 @@ use std::pin::Pin;
 use quip_protocol::pb;
 
 pub use records::{
-    ContactRequestRecord, DeviceRecord, FormerMemberRecord, GroupRecord, JoinRequestRecord,
-    MemberRecord, RefreshRecord, UserRecord, UserSettingsRecord,
+    ContactRequestRecord, DeviceRecord, FileRecord, FormerMemberRecord, GroupRecord,
+    JoinRequestRecord, MemberRecord, RefreshRecord, UserRecord, UserSettingsRecord,
 };
 pub use sled::SledStore;
 
@@ -348,6 +348,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user_id: &'a str,
         settings: UserSettingsRecord,
     ) -> StoreFuture<'a, ()>;
+
+    // --- files (the bytes live beside the store, in `files/<sha256>`) ---
+
+    fn put_file(&self, file: FileRecord) -> StoreFuture<'_, ()>;
+    fn file<'a>(&'a self, file_id: &'a str) -> StoreFuture<'a, Option<FileRecord>>;
+    /// Records that a message referencing the file is (about to be) sent in
+    /// `conv_id`: who can read that conversation can read the file.
+    fn add_file_conversation<'a>(
+        &'a self,
+        file_id: &'a str,
+        conv_id: &'a str,
+    ) -> StoreFuture<'a, ()>;
+    fn file_conversations<'a>(&'a self, file_id: &'a str) -> StoreFuture<'a, Vec<String>>;
 
     // --- cursors ---
 

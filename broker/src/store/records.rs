@@ -163,3 +163,31 @@ pub struct UserSettingsRecord {
     #[prost(bool, tag = "1")]
     pub friends_only_dm: bool,
 }
+
+/// A stored upload: `f` file_id in the `files` tree. The bytes are in
+/// `files/<sha256>`, shared by every upload of the same content.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FileRecord {
+    #[prost(string, tag = "1")]
+    pub file_id: String,
+    /// Hex SHA-256 of the content: its file name in the files directory.
+    #[prost(string, tag = "2")]
+    pub sha256: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(uint64, tag = "4")]
+    pub size: u64,
+    #[prost(string, tag = "5")]
+    pub mime: String,
+    #[prost(string, tag = "6")]
+    pub uploader: String,
+    #[prost(uint64, tag = "7")]
+    pub uploaded_at_ms: u64,
+    #[prost(uint32, tag = "8")]
+    pub width: u32,
+    #[prost(uint32, tag = "9")]
+    pub height: u32,
+    /// `files/<sha256>.thumb.jpg` exists.
+    #[prost(bool, tag = "10")]
+    pub has_thumbnail: bool,
+}

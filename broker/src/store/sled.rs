@@ -9,15 +9,17 @@ use prost::Message as _;
 use quip_protocol::pb;
 use tokio::sync::oneshot;
 
+mod files;
 mod social;
 
 use super::cursor_buffer::{CursorBuffer, read_u64};
 use super::records::DedupRecord;
 use super::writer::{self, AppendJob, AppendReply, Shared, WriterConfig, now_ms};
 use super::{
-    Appended, ContactRequestRecord, CursorUpdate, DeviceRecord, Durability, FormerMemberRecord,
-    GroupRecord, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage, OnCommit, RefreshRecord,
-    Store, StoreError, StoreFuture, StoreStats, UserRecord, UserSettingsRecord, keys,
+    Appended, ContactRequestRecord, CursorUpdate, DeviceRecord, Durability, FileRecord,
+    FormerMemberRecord, GroupRecord, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage,
+    OnCommit, RefreshRecord, Store, StoreError, StoreFuture, StoreStats, UserRecord,
+    UserSettingsRecord, keys,
 };
 
 /// Settings of the sled store.
@@ -53,6 +55,8 @@ pub struct SledStore {
     accounts: sled::Tree,
     /// Contacts, requests, blocks and settings.
     social: sled::Tree,
+    /// File records and which conversations each file was sent in.
+    files: sled::Tree,
     /// The cursors tree, behind its write-behind buffer.
     cursors: Arc<CursorBuffer>,
     durability: Durability,
@@ -89,6 +93,7 @@ impl SledStore {
         let chat = db.open_tree("chat")?;
         let accounts = db.open_tree("accounts")?;
         let social = db.open_tree("social")?;
+        let files = db.open_tree("files")?;
         let (cursors, cursor_thread) = CursorBuffer::start(db.open_tree("cursors")?)
             .map_err(|e| StoreError::Unavailable(format!("cannot start cursor writer: {e}")))?;
         let shared = Arc::new(Shared::default());
@@ -114,6 +119,7 @@ impl SledStore {
             chat,
             accounts,
             social,
+            files,
             cursors,
             durability: options.durability,
             shared,
@@ -254,6 +260,29 @@ impl Store for SledStore {
             Err(sled::transaction::TransactionError::Abort(error)) => ready(Err(error)),
             Err(sled::transaction::TransactionError::Storage(error)) => ready(Err(error.into())),
         }
+    }
+
+    fn put_file(&self, file: FileRecord) -> StoreFuture<'_, ()> {
+        match self.put_file_now(&file) {
+            Ok(()) => self.sync_flush(),
+            Err(error) => ready(Err(error)),
+        }
+    }
+
+    fn file<'a>(&'a self, file_id: &'a str) -> StoreFuture<'a, Option<FileRecord>> {
+        ready(self.file_now(file_id))
+    }
+
+    fn add_file_conversation<'a>(
+        &'a self,
+        file_id: &'a str,
+        conv_id: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        ready(self.add_file_conversation_now(file_id, conv_id))
+    }
+
+    fn file_conversations<'a>(&'a self, file_id: &'a str) -> StoreFuture<'a, Vec<String>> {
+        ready(self.file_conversations_now(file_id))
     }
 
     fn update_user(&self, user: UserRecord) -> StoreFuture<'_, ()> {
