@@ -13,20 +13,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve, relative } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { join, dirname, relative } from 'node:path';
+import { byId, launchChromium, pageHelpers, screenshot, startBroker, watch } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const brokerBin = process.env.QUIP_BROKER_BIN ?? join(root, 'target/debug/quip-broker');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = join(root, 'artifacts');
 const WAIT = 30_000;
 const MAX_FILE_BYTES = 2_000_000;
 /** Upload speed while a test needs to see an upload in flight (bytes per second). */
@@ -34,8 +25,6 @@ const SLOW_UPLOAD = 192 * 1024;
 
 let broker;
 let browser;
-let dataDir;
-let base;
 
 const errors = [];
 const contexts = {};
@@ -45,30 +34,10 @@ const cdpOf = new Map(); // page -> DevTools protocol session (network throttlin
 const stored = new Set();
 let filesDir = '';
 
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForHealth(url) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(`${url}/health`);
-      if (response.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('broker did not come up');
-}
+const { register, openChatWith, openConversation, createGroup, send, seeMessage } = pageHelpers({
+  base: () => broker.base,
+  wait: WAIT,
+});
 
 /** Polls `check` (sync or async) until it returns a truthy value or `ms` passes. */
 async function eventually(check, what, ms = WAIT) {
@@ -86,50 +55,7 @@ async function eventually(check, what, ms = WAIT) {
   }
 }
 
-const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
-const nick = (username) => username[0].toUpperCase() + username.slice(1);
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
-
-function watch(page, who) {
-  page.on('pageerror', (e) => errors.push(`${who}: ${e.message}`));
-  return page;
-}
-
-async function register(page, username) {
-  await page.goto(base);
-  await byId(page, 'register-toggle').click();
-  await byId(page, 'login-username').fill(username);
-  await byId(page, 'login-nickname').fill(nick(username));
-  await byId(page, 'login-password').fill('correct horse battery');
-  await byId(page, 'login-submit').click();
-  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
-}
-
-async function openChatWith(page, username) {
-  await byId(page, 'new-chat').click();
-  await byId(page, 'new-chat-username').fill(username);
-  await byId(page, 'new-chat-submit').click();
-  await page.locator('[data-testid="chat-title"]', { hasText: nick(username) }).waitFor({ timeout: WAIT });
-}
-
-async function openConversation(page, title) {
-  const item = page.locator('[data-testid="conversation-item"]', {
-    has: page.locator('[data-testid="conversation-name"]', { hasText: new RegExp(`^${title}$`) }),
-  });
-  await item.waitFor({ timeout: WAIT });
-  await item.click();
-  await page.locator('[data-testid="chat-title"]', { hasText: title }).waitFor({ timeout: WAIT });
-}
-
-async function send(page, text) {
-  await byId(page, 'composer').fill(text);
-  await byId(page, 'send').click();
-  await page.locator('[data-testid="message"][data-mine="true"][data-state="sent"]', { hasText: text }).waitFor({ timeout: WAIT });
-}
-
-async function seeMessage(page, text) {
-  await page.locator('[data-testid="message"]', { hasText: text }).first().waitFor({ timeout: WAIT });
-}
 
 /** Attaches files through the attach button's file chooser, as a user would. */
 async function attach(page, files) {
@@ -211,28 +137,12 @@ function lastOfType(page, type, mine, state = '') {
 }
 
 before(async () => {
-  assert.ok(existsSync(brokerBin), `broker binary missing at ${brokerBin} (run cargo build -p quip-broker)`);
-  assert.ok(existsSync(chromiumPath), `chromium missing at ${chromiumPath} (scripts/test.sh installs it)`);
-  dataDir = mkdtempSync(join(tmpdir(), 'quip-e2e-files-'));
-  const httpPort = await freePort();
-  const quicPort = await freePort();
-  base = `http://127.0.0.1:${httpPort}`;
-  broker = spawn(brokerBin, [
-    '--data-dir', dataDir,
-    '--quic-addr', `127.0.0.1:${quicPort}`,
-    '--http-addr', `127.0.0.1:${httpPort}`,
-    '--durability', 'os',
-    '--max-file-bytes', String(MAX_FILE_BYTES),
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUIP_LOG: 'warn' } });
-  await waitForHealth(base);
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
-  });
+  broker = await startBroker({ prefix: 'quip-e2e-files-', args: ['--max-file-bytes', String(MAX_FILE_BYTES)] });
+  browser = await launchChromium();
 
   for (const who of ['alice', 'bob']) {
     contexts[who] = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-    pages[who] = watch(await contexts[who].newPage(), who);
+    pages[who] = watch(await contexts[who].newPage(), errors, who);
     const cdp = await contexts[who].newCDPSession(pages[who]);
     await cdp.send('Network.enable');
     cdpOf.set(pages[who], cdp);
@@ -247,8 +157,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  broker?.kill('SIGTERM');
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  broker?.stop();
 });
 
 test('an image dropped on the chat uploads with progress and shows inline on both sides', async () => {
@@ -304,8 +213,7 @@ test('an image dropped on the chat uploads with progress and shows inline on bot
     const p = bar ? Number(bar.dataset.progress) : 0;
     return p > 0 && p < 100;
   }, null, { timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await alice.screenshot({ path: join(artifacts, 'files-uploading.png') });
+  await screenshot(alice, 'files-uploading.png');
   await throttleUploads(alice, -1);
 
   // Sent as an IMAGE (type 4); Alice's own bubble shows the broker's thumbnail.
@@ -346,7 +254,7 @@ test('an image dropped on the chat uploads with progress and shows inline on bot
     return img && img.complete && img.naturalWidth > 0 ? { w: img.naturalWidth, h: img.naturalHeight } : null;
   }, null, { timeout: WAIT }).then((h) => h.jsonValue());
   assert.deepEqual(full, { w: png.width, h: png.height }, 'the viewer shows the original');
-  await bob.screenshot({ path: join(artifacts, 'files-viewer.png') });
+  await screenshot(bob, 'files-viewer.png');
   await byId(bob, 'image-viewer-close').click();
   await byId(bob, 'image-viewer').waitFor({ state: 'hidden', timeout: WAIT });
   stored.add(sha256(pngBytes));
@@ -375,6 +283,7 @@ test('a text file is a download link and downloads with identical bytes', async 
   // Where the broker keeps it: data dir, named by the content's sha256.
   const sha = sha256(text);
   stored.add(sha);
+  const { dataDir } = broker;
   const hit = listFiles(dataDir).find((p) => p.split('/').pop() === sha);
   assert.ok(hit, `a stored blob named ${sha}`);
   filesDir = dirname(join(dataDir, hit));
@@ -390,7 +299,7 @@ test('a file over the limit shows a readable error and nothing is sent', async (
   const error = await failed.locator('[data-testid="message-error"]').textContent();
   assert.match(error, /larger than the limit/i);
   assert.equal(await failed.locator('[data-testid="retry"]').count(), 0, 'no retry for a file that cannot fit');
-  await alice.screenshot({ path: join(artifacts, 'files-too-large.png') });
+  await screenshot(alice, 'files-too-large.png');
 
   // Nothing reached Bob: a text sent afterwards arrives with no file message before it.
   await send(alice, 'after the big one');
@@ -531,11 +440,7 @@ test('a recorded video arrives as a video player with its duration and size', as
 
 test('in a group, a file reaches every member and identical content is stored once', async () => {
   const { alice, bob } = pages;
-  await byId(alice, 'new-group').click();
-  await byId(alice, 'new-group-name').fill('Shared drive');
-  await byId(alice, 'new-group-members').fill('bob');
-  await byId(alice, 'new-group-submit').click();
-  await alice.locator('[data-testid="chat-title"]', { hasText: 'Shared drive' }).waitFor({ timeout: WAIT });
+  await createGroup(alice, 'Shared drive', 'bob');
   const again = Buffer.from('same bytes, sent twice\n'.repeat(40), 'utf8');
   await attach(alice, { name: 'first.txt', mimeType: 'text/plain', buffer: again });
   await lastOfType(alice, 7, true, 'sent').waitFor({ timeout: WAIT });
@@ -577,7 +482,7 @@ test('media survive a reload (from history) and nothing else was stored', async 
   }, null, { timeout: WAIT });
   await byId(bob, 'message-file').first().waitFor({ timeout: WAIT });
   await byId(bob, 'message-audio').first().waitFor({ timeout: WAIT });
-  await bob.screenshot({ path: join(artifacts, 'files.png') });
+  await screenshot(bob, 'files.png');
   await onlyKnownFilesStored();
   assert.deepEqual(errors, [], 'no uncaught errors in the pages');
 });

@@ -9,58 +9,23 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
-import { networkInterfaces, tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { networkInterfaces } from 'node:os';
+import { byId, launchChromium, myMessage, pageHelpers, screenshot, startBroker, typeAndSend, watch } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const brokerBin = process.env.QUIP_BROKER_BIN ?? join(root, 'target/debug/quip-broker');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = join(root, 'artifacts');
 const WAIT = 20_000;
 const CALL_WAIT = 60_000;
 
 let broker;
 let browser;
-let dataDir;
-let base;
 
 const errors = [];
 const contexts = {};
 const pages = {};
 
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForHealth(url) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(`${url}/health`);
-      if (response.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('broker did not come up');
-}
-
-const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
-const nick = (username) => username[0].toUpperCase() + username.slice(1);
+const { register, login, openChatWith, openConversation, createGroup, seeMessage } = pageHelpers({
+  base: () => broker.base,
+  wait: WAIT,
+});
 
 // Tests may reach no address but loopback, and WebRTC would otherwise pair the two
 // browsers over this machine's own network interface. Chromium gathers loopback
@@ -129,58 +94,10 @@ async function newUserContext() {
   return context;
 }
 
-function watch(page, who) {
-  page.on('pageerror', (e) => errors.push(`${who}: ${e.message}`));
-  return page;
-}
-
-async function register(page, username) {
-  await page.goto(base);
-  await byId(page, 'register-toggle').click();
-  await byId(page, 'login-username').fill(username);
-  await byId(page, 'login-nickname').fill(nick(username));
-  await byId(page, 'login-password').fill('correct horse battery');
-  await byId(page, 'login-submit').click();
-  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
-}
-
-async function login(page, username) {
-  await page.goto(base);
-  await byId(page, 'login-username').fill(username);
-  await byId(page, 'login-password').fill('correct horse battery');
-  await byId(page, 'login-submit').click();
-  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
-}
-
-async function openChatWith(page, username) {
-  await byId(page, 'new-chat').click();
-  await byId(page, 'new-chat-username').fill(username);
-  await byId(page, 'new-chat-submit').click();
-  await page.locator('[data-testid="chat-title"]', { hasText: nick(username) }).waitFor({ timeout: WAIT });
-}
-
-/** Clicks the conversation item with this title and waits for the chat to show it. */
-async function openConversation(page, title) {
-  const item = page.locator('[data-testid="conversation-item"]', {
-    has: page.locator('[data-testid="conversation-name"]', { hasText: new RegExp(`^${title}$`) }),
-  });
-  await item.waitFor({ timeout: WAIT });
-  await item.click();
-  await page.locator('[data-testid="chat-title"]', { hasText: title }).waitFor({ timeout: WAIT });
-}
-
+/** Sends a text in the open chat and waits until it is sent (or already has a receipt). */
 async function send(page, text) {
-  await byId(page, 'composer').fill(text);
-  await byId(page, 'send').click();
-  await myMessage(page, text).locator('[data-state="sent"], [data-receipt]').first().waitFor({ timeout: WAIT });
-}
-
-function myMessage(page, text) {
-  return page.locator('[data-testid="message"][data-mine="true"]', { hasText: text });
-}
-
-async function seeMessage(page, text) {
-  await page.locator('[data-testid="message"]', { hasText: text }).first().waitFor({ timeout: WAIT });
+  const bubble = await typeAndSend(page, text);
+  await bubble.locator('[data-state="sent"], [data-receipt]').first().waitFor({ timeout: WAIT });
 }
 
 /** The presence dot of the 1:1 conversation titled `title` in the sidebar. */
@@ -193,36 +110,17 @@ function listDot(page, title) {
 }
 
 before(async () => {
-  assert.ok(existsSync(brokerBin), `broker binary missing at ${brokerBin} (run cargo build -p quip-broker)`);
-  assert.ok(existsSync(chromiumPath), `chromium missing at ${chromiumPath} (scripts/test.sh installs it)`);
-  dataDir = mkdtempSync(join(tmpdir(), 'quip-e2e-rt-'));
-  const httpPort = await freePort();
-  const quicPort = await freePort();
-  base = `http://127.0.0.1:${httpPort}`;
-  broker = spawn(brokerBin, [
-    '--data-dir', dataDir,
-    '--quic-addr', `127.0.0.1:${quicPort}`,
-    '--http-addr', `127.0.0.1:${httpPort}`,
-    '--durability', 'os',
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUIP_LOG: 'warn' } });
-  await waitForHealth(base);
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-dev-shm-usage',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-    ],
-  });
+  broker = await startBroker({ prefix: 'quip-e2e-rt-' });
+  browser = await launchChromium([
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection',
+  ]);
 
   contexts.alice = await newUserContext();
   contexts.bob = await newUserContext();
-  pages.alice = watch(await contexts.alice.newPage(), 'alice');
-  pages.bob = watch(await contexts.bob.newPage(), 'bob');
+  pages.alice = watch(await contexts.alice.newPage(), errors, 'alice');
+  pages.bob = watch(await contexts.bob.newPage(), errors, 'bob');
   await register(pages.alice, 'alice');
   await register(pages.bob, 'bob');
 
@@ -237,8 +135,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  broker?.kill('SIGTERM');
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  broker?.stop();
 });
 
 test('typing indicator shows for the other user and goes away', async () => {
@@ -270,8 +167,8 @@ test('presence dot follows the other user going offline and online', async () =>
 
   // Bob comes back (the session is remembered): online again. He stays on the list (no
   // chat open) for the next test.
-  pages.bob = watch(await contexts.bob.newPage(), 'bob');
-  await pages.bob.goto(base);
+  pages.bob = watch(await contexts.bob.newPage(), errors, 'bob');
+  await pages.bob.goto(broker.base);
   await byId(pages.bob, 'new-chat').waitFor({ timeout: WAIT });
   await listDot(alice, 'Bob').and(alice.locator('[data-online="true"]')).waitFor({ timeout: WAIT });
   await alice.locator('[data-testid="chat-subtitle"]', { hasText: 'online' }).waitFor({ timeout: WAIT });
@@ -283,7 +180,7 @@ test('read ticks in 1:1, unread across devices, and "read by" in a group', async
   const { alice, bob } = pages;
   // Bob's second device (another browser profile): sees the unread count.
   contexts.bob2 = await newUserContext();
-  const bob2 = watch(await contexts.bob2.newPage(), 'bob2');
+  const bob2 = watch(await contexts.bob2.newPage(), errors, 'bob2');
   await login(bob2, 'bob');
 
   // Bob is online but not looking at the chat: delivered (✓✓), not read.
@@ -309,18 +206,13 @@ test('read ticks in 1:1, unread across devices, and "read by" in a group', async
   await myMessage(alice, 'Are you there?').locator('[data-testid="message-status"][data-receipt="read"]').waitFor({ timeout: WAIT });
 
   // Group: "read by N" under my message once members read it, and "N online" in the header.
-  await byId(alice, 'new-group').click();
-  await byId(alice, 'new-group-name').fill('Realtime');
-  await byId(alice, 'new-group-members').fill('bob');
-  await byId(alice, 'new-group-submit').click();
-  await alice.locator('[data-testid="chat-title"]', { hasText: 'Realtime' }).waitFor({ timeout: WAIT });
+  await createGroup(alice, 'Realtime', 'bob');
   await alice.locator('[data-testid="chat-subtitle"]', { hasText: /\d+ online/ }).waitFor({ timeout: WAIT });
   await send(alice, 'Group news');
   await openConversation(bob, 'Realtime');
   await seeMessage(bob, 'Group news');
   await myMessage(alice, 'Group news').locator('[data-testid="read-by"]', { hasText: 'Read by' }).waitFor({ timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await alice.screenshot({ path: join(artifacts, 'group-read-by.png') });
+  await screenshot(alice, 'group-read-by.png');
   await bob.locator('[data-testid="chat-subtitle"]', { hasText: '2 online' }).waitFor({ timeout: WAIT });
 
   // Back to the 1:1 chat for the next tests.
@@ -338,8 +230,7 @@ test('edit and recall from the message menu reach the other side', async () => {
   await typo.hover();
   await typo.locator('[data-testid="message-menu-button"]').click();
   await byId(alice, 'menu-edit').click();
-  mkdirSync(artifacts, { recursive: true });
-  await alice.screenshot({ path: join(artifacts, 'message-menu-edit.png') });
+  await screenshot(alice, 'message-menu-edit.png');
   await byId(alice, 'edit-text').fill('This had a typo');
   await byId(alice, 'edit-submit').click();
   await alice.locator('[data-testid="message"][data-edited="true"]', { hasText: 'This had a typo' }).waitFor({ timeout: WAIT });
@@ -381,8 +272,7 @@ test('1:1 video call: both peers connect, hang up ends it on both sides', async 
   await alice.locator('[data-testid="call-panel"][data-phase="outgoing"]').waitFor({ timeout: WAIT });
   await bob.locator('[data-testid="call-panel"][data-phase="incoming"]').waitFor({ timeout: WAIT });
   await alice.locator('[data-testid="call-status"]', { hasText: 'Ringing' }).waitFor({ timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await bob.screenshot({ path: join(artifacts, 'call-incoming.png') });
+  await screenshot(bob, 'call-incoming.png');
   await byId(bob, 'call-accept').click();
 
   await alice.locator('[data-testid="call-panel"][data-call-state="connected"]').waitFor({ timeout: CALL_WAIT });
@@ -401,8 +291,7 @@ test('1:1 video call: both peers connect, hang up ends it on both sides', async 
     assert.ok(pair && ownAddresses.has(pair.local), JSON.stringify(pair));
     assert.ok(!pair.remote || pair.remote === '127.0.0.1', JSON.stringify(pair));
   }
-  mkdirSync(artifacts, { recursive: true });
-  await alice.screenshot({ path: join(artifacts, 'call.png') });
+  await screenshot(alice, 'call.png');
 
   await byId(alice, 'call-hangup').click();
   for (const page of [alice, bob]) {

@@ -9,113 +9,26 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { byId, launchChromium, pageHelpers, screenshot, startBroker, typeAndSend, watch } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const brokerBin = process.env.QUIP_BROKER_BIN ?? join(root, 'target/debug/quip-broker');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const artifacts = join(root, 'artifacts');
 const WAIT = 20_000;
-const PASSWORD = 'correct horse battery';
 
 let broker;
 let browser;
-let dataDir;
-let base;
 
 const errors = [];
 const contexts = {};
 const pages = {};
 
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolvePort(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForHealth(url) {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(`${url}/health`);
-      if (response.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('broker did not come up');
-}
-
-const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
-const nick = (username) => username[0].toUpperCase() + username.slice(1);
-
-function watch(page, who) {
-  page.on('pageerror', (e) => errors.push(`${who}: ${e.message}`));
-  return page;
-}
+const { register, fillLogin, login, openChatWith, createGroup, send, seeMessage } = pageHelpers({
+  base: () => broker.base,
+  wait: WAIT,
+});
 
 async function newPage(who) {
   contexts[who] = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  pages[who] = watch(await contexts[who].newPage(), who);
+  pages[who] = watch(await contexts[who].newPage(), errors, who);
   return pages[who];
-}
-
-async function register(page, username) {
-  await page.goto(base);
-  await byId(page, 'register-toggle').click();
-  await byId(page, 'login-username').fill(username);
-  await byId(page, 'login-nickname').fill(nick(username));
-  await byId(page, 'login-password').fill(PASSWORD);
-  await byId(page, 'login-submit').click();
-  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
-}
-
-async function fillLogin(page, username) {
-  await byId(page, 'login-username').fill(username);
-  await byId(page, 'login-password').fill(PASSWORD);
-  await byId(page, 'login-submit').click();
-}
-
-async function login(page, username) {
-  await page.goto(base);
-  await fillLogin(page, username);
-  await byId(page, 'new-chat').waitFor({ timeout: WAIT });
-}
-
-async function openChatWith(page, username) {
-  await byId(page, 'new-chat').click();
-  await byId(page, 'new-chat-username').fill(username);
-  await byId(page, 'new-chat-submit').click();
-  await page.locator('[data-testid="chat-title"]', { hasText: nick(username) }).waitFor({ timeout: WAIT });
-}
-
-/** Sends a text in the open chat; returns the locator of my bubble. */
-async function typeAndSend(page, text) {
-  await byId(page, 'composer').fill(text);
-  await byId(page, 'send').click();
-  return page.locator('[data-testid="message"][data-mine="true"]', { hasText: text });
-}
-
-async function send(page, text) {
-  const bubble = await typeAndSend(page, text);
-  await bubble.and(page.locator('[data-state="sent"]')).waitFor({ timeout: WAIT });
-}
-
-async function seeMessage(page, text) {
-  await page.locator('[data-testid="message"]', { hasText: text }).first().waitFor({ timeout: WAIT });
 }
 
 async function openContacts(page, tab = 'people') {
@@ -137,32 +50,15 @@ async function seeLoginScreen(page, pattern) {
 }
 
 before(async () => {
-  assert.ok(existsSync(brokerBin), `broker binary missing at ${brokerBin} (run cargo build -p quip-broker)`);
-  assert.ok(existsSync(chromiumPath), `chromium missing at ${chromiumPath} (scripts/test.sh installs it)`);
-  dataDir = mkdtempSync(join(tmpdir(), 'quip-e2e-social-'));
-  const httpPort = await freePort();
-  const quicPort = await freePort();
-  base = `http://127.0.0.1:${httpPort}`;
-  broker = spawn(brokerBin, [
-    '--data-dir', dataDir,
-    '--quic-addr', `127.0.0.1:${quicPort}`,
-    '--http-addr', `127.0.0.1:${httpPort}`,
-    '--durability', 'os',
-    '--admin-username', 'root',
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, QUIP_LOG: 'warn' } });
-  await waitForHealth(base);
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
-  });
+  broker = await startBroker({ prefix: 'quip-e2e-social-', args: ['--admin-username', 'root'] });
+  browser = await launchChromium();
   await register(await newPage('alice'), 'alice');
   await register(await newPage('bob'), 'bob');
 });
 
 after(async () => {
   await browser?.close();
-  broker?.kill('SIGTERM');
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  broker?.stop();
 });
 
 test('friend request with a message, accepted on the contacts page; the friend shows online', async () => {
@@ -180,8 +76,7 @@ test('friend request with a message, accepted on the contacts page; the friend s
   const incoming = requestRow(bob, 'incoming', 'alice');
   await incoming.waitFor({ timeout: WAIT });
   assert.match(await incoming.locator('[data-testid="request-message"]').innerText(), /Hi Bob, it is Alice from the book club/);
-  mkdirSync(artifacts, { recursive: true });
-  await bob.screenshot({ path: join(artifacts, 'contacts-request.png') });
+  await screenshot(bob, 'contacts-request.png');
   await incoming.locator('[data-testid="request-accept"]').click();
 
   await friendRow(bob, 'alice').waitFor({ timeout: WAIT });
@@ -193,7 +88,7 @@ test('friend request with a message, accepted on the contacts page; the friend s
   await requestRow(alice, 'outgoing', 'bob').waitFor({ state: 'detached', timeout: WAIT });
   await friendRow(alice, 'bob').locator('[data-testid="presence-dot"][data-online="true"]').waitFor({ timeout: WAIT });
   await friendRow(alice, 'bob').locator('[data-testid="friend-presence"]', { hasText: 'online' }).waitFor({ timeout: WAIT });
-  await alice.screenshot({ path: join(artifacts, 'contacts.png') });
+  await screenshot(alice, 'contacts.png');
 
   // "Message" opens the 1:1 chat.
   await friendRow(alice, 'bob').locator('[data-testid="friend-message"]').click();
@@ -217,8 +112,7 @@ test("blocking refuses the blocked user's messages with a readable error; unbloc
   const refused = await typeAndSend(bob, 'Can you hear me?');
   await refused.and(bob.locator('[data-state="failed"]')).waitFor({ timeout: WAIT });
   await bob.locator('[data-testid="message-error"]', { hasText: /blocked/i }).waitFor({ timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await bob.screenshot({ path: join(artifacts, 'blocked.png') });
+  await screenshot(bob, 'blocked.png');
 
   // Alice sending to someone she blocked: refused too, "unblock first".
   await friendRow(alice, 'bob').locator('[data-testid="friend-message"]').click();
@@ -289,8 +183,7 @@ test('devices: this browser is listed; logging out another device sends it to th
   // The list refreshes by itself while it is shown; the Refresh button makes it sooner.
   await byId(bob, 'devices-refresh').click();
   await other.and(bob.locator('[data-current="false"][data-online="true"]')).waitFor({ timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await bob.screenshot({ path: join(artifacts, 'devices.png') });
+  await screenshot(bob, 'devices.png');
 
   await other.locator('[data-testid="device-logout"]').click();
   await seeLoginScreen(bob2, /signed out/i);
@@ -346,8 +239,7 @@ test('admin page: absent for a normal user; root finds, disables and re-enables 
   await carolRow.locator('[data-testid="admin-user-disable"]').click(); // arms
   await carolRow.locator('[data-testid="admin-user-disable"]', { hasText: 'Really' }).click();
   await carolRow.and(rootPage.locator('[data-disabled="true"]')).waitFor({ timeout: WAIT });
-  mkdirSync(artifacts, { recursive: true });
-  await rootPage.screenshot({ path: join(artifacts, 'admin.png') });
+  await screenshot(rootPage, 'admin.png');
 
   // Carol's page goes to the login screen, and she cannot sign in.
   await seeLoginScreen(carol, /disabled/i);
@@ -405,11 +297,7 @@ test('admin resets a password (the user signs in with the new one) and changes a
 
 test('admin dissolves a group found by search', async () => {
   const { alice, bob, root: rootPage } = pages;
-  await byId(alice, 'new-group').click();
-  await byId(alice, 'new-group-name').fill('Knitting Circle');
-  await byId(alice, 'new-group-members').fill('bob');
-  await byId(alice, 'new-group-submit').click();
-  await alice.locator('[data-testid="chat-title"]', { hasText: 'Knitting Circle' }).waitFor({ timeout: WAIT });
+  await createGroup(alice, 'Knitting Circle', 'bob');
   await send(alice, 'Welcome, knitters');
   const systemBefore = await alice.locator('[data-testid="system-message"]').count();
 

@@ -4,152 +4,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::web::{Web, close_code, next_of, send_json};
 use common::{PASSWORD, TestBroker, WAIT, next_message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Web {
-    http: reqwest::Client,
-    base: String,
-    addr: SocketAddr,
-}
-
-struct Account {
-    user_id: String,
-    token: String,
-    device_id: String,
-}
-
-impl Web {
-    fn new(broker: &TestBroker) -> Web {
-        let addr = broker.broker().http_addr().expect("the bridge runs");
-        Web {
-            http: reqwest::Client::new(),
-            base: format!("http://{addr}"),
-            addr,
-        }
-    }
-
-    /// Any request; returns the HTTP status and the JSON body.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("HTTP request");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("a JSON body"))
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Value {
-        let (status, body) = self
-            .call(reqwest::Method::GET, path, Some(token), None)
-            .await;
-        assert_eq!(
-            (status, body["code"].as_i64()),
-            (200, Some(0)),
-            "GET {path}: {body}"
-        );
-        body["data"].clone()
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> Value {
-        let (status, reply) = self
-            .call(reqwest::Method::POST, path, Some(token), Some(body))
-            .await;
-        assert_eq!(
-            (status, reply["code"].as_i64()),
-            (200, Some(0)),
-            "POST {path}: {reply}"
-        );
-        reply["data"].clone()
-    }
-
-    async fn account(&self, username: &str) -> Account {
-        let (status, body) = self
-            .call(reqwest::Method::POST, "/api/register", None, Some(json!({"username": username, "nickname": username.to_uppercase(), "password": PASSWORD})))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        self.login(username, &format!("{username}-web")).await
-    }
-
-    async fn login(&self, username: &str, device_id: &str) -> Account {
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/login",
-                None,
-                Some(json!({"username": username, "password": PASSWORD, "device_id": device_id})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let data = &body["data"];
-        Account {
-            user_id: data["user_id"].as_str().unwrap().into(),
-            token: data["token"].as_str().unwrap().into(),
-            device_id: data["device_id"].as_str().unwrap().into(),
-        }
-    }
-
-    async fn socket(&self, account: &Account) -> Socket {
-        let url = format!(
-            "ws://{}/ws?token={}&device_id={}",
-            self.addr, account.token, account.device_id
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        socket
-    }
-}
-
-async fn send_json(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON frame of the given type, skipping others (sync markers, etc.).
-async fn next_of(socket: &mut Socket, wanted: i64) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match socket
-                .next()
-                .await
-                .expect("socket open")
-                .expect("socket healthy")
-            {
-                Message::Text(text) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if value["type"].as_i64() == Some(wanted) {
-                        return value;
-                    }
-                }
-                Message::Close(frame) => panic!("closed: {frame:?}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("frame arrives in time")
-}
 
 #[tokio::test]
 async fn rest_accounts_and_errors_follow_the_simpleim_envelope() {
@@ -383,17 +244,7 @@ async fn websocket_chat_acks_echo_message_id_and_bad_frames_leave_the_socket_usa
         json!({"type": 1, "to": bob.user_id, "message_id": "big", "content": {"text": huge}}),
     )
     .await;
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match alice_ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let close = close_code(&mut alice_ws).await;
     assert_eq!(close, Some(1009));
     // Bob is unaffected.
     send_json(
@@ -538,7 +389,7 @@ async fn browser_and_quic_users_chat_both_ways_and_share_one_history() {
         .post(
             "/api/groups",
             &browser.token,
-            json!({"name": "mixed", "member_ids": [native_id]}),
+            Some(json!({"name": "mixed", "member_ids": [native_id]})),
         )
         .await;
     let group_id = group["group_id"].as_str().unwrap().to_owned();
@@ -641,7 +492,7 @@ async fn rest_conversations_history_groups_and_reads() {
     web.post(
         &format!("/api/conversations/{conv_id}/read"),
         &bob.token,
-        json!({"seq": 55}),
+        Some(json!({"seq": 55})),
     )
     .await;
     let list = web.get("/api/conversations", &bob.token).await;
@@ -652,7 +503,7 @@ async fn rest_conversations_history_groups_and_reads() {
         .post(
             "/api/groups",
             &alice.token,
-            json!({"name": "team", "description": "d", "member_ids": [bob.user_id]}),
+            Some(json!({"name": "team", "description": "d", "member_ids": [bob.user_id]})),
         )
         .await;
     let group_id = group["group_id"].as_str().unwrap().to_owned();
@@ -711,7 +562,7 @@ async fn rest_conversations_history_groups_and_reads() {
         .post(
             &format!("/api/groups/{group_id}/leave"),
             &carol.token,
-            json!({}),
+            Some(json!({})),
         )
         .await;
     assert_eq!(left["group"]["member_count"], 2);
@@ -818,17 +669,7 @@ async fn silent_websockets_are_closed_after_the_idle_timeout_and_live_ones_stay(
     });
     // Past the timeout (closed at ~0.8 s), well within the 3 s closing handshake.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let close = tokio::time::timeout(WAIT, async {
-        loop {
-            match alice_ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let close = close_code(&mut alice_ws).await;
     assert_eq!(close, Some(1001));
     let mut bob_ws = keep_reading.await.unwrap();
     send_json(&mut bob_ws, json!({"type": 99, "content": {}})).await;

@@ -8,36 +8,19 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{PASSWORD, TestBroker, WAIT};
-use futures_util::{SinkExt, StreamExt};
-use quip_broker::Config;
+use common::WAIT;
+use common::web::{Socket, Web, next_where, send_and_answer, start};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const NOT_FOUND: i64 = 9;
 const FORBIDDEN: i64 = 10;
 const INVALID_ARGUMENT: i64 = 4;
 const UNAUTHENTICATED: i64 = 3;
 const FILE_TOO_LARGE: i64 = 29;
-
-struct Web {
-    http: reqwest::Client,
-    base: String,
-    addr: SocketAddr,
-}
-
-struct Account {
-    user_id: String,
-    token: String,
-    device_id: String,
-}
 
 /// A download: status, headers, body.
 struct Got {
@@ -59,65 +42,7 @@ impl Got {
     }
 }
 
-async fn start(adjust: impl FnOnce(&mut Config)) -> TestBroker {
-    TestBroker::start_with(|c| {
-        c.rate_logins_per_ip_per_min = 10_000;
-        adjust(c);
-    })
-    .await
-}
-
 impl Web {
-    fn new(broker: &TestBroker) -> Web {
-        let addr = broker.broker().http_addr().expect("the bridge runs");
-        Web {
-            http: reqwest::Client::new(),
-            base: format!("http://{addr}"),
-            addr,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("HTTP request");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("a JSON body"))
-    }
-
-    async fn account(&self, username: &str) -> Account {
-        let (status, body) = self
-            .call(Method::POST, "/api/register", None, Some(json!({"username": username, "nickname": username.to_uppercase(), "password": PASSWORD})))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/api/login",
-                None,
-                Some(json!({"username": username, "password": PASSWORD, "device_id": format!("{username}-web")})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let data = &body["data"];
-        Account {
-            user_id: data["user_id"].as_str().unwrap().into(),
-            token: data["token"].as_str().unwrap().into(),
-            device_id: data["device_id"].as_str().unwrap().into(),
-        }
-    }
-
     /// `POST /api/files` with the given query and headers; returns the status and the
     /// JSON answer.
     async fn upload_with(
@@ -189,19 +114,6 @@ impl Web {
             "GET {path}: {reply}"
         );
     }
-
-    /// A socket that has finished its sync (type 40 seen).
-    async fn socket(&self, account: &Account) -> Socket {
-        let url = format!(
-            "ws://{}/ws?token={}&device_id={}",
-            self.addr, account.token, account.device_id
-        );
-        let (mut socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        next_where(&mut socket, "sync done", |v| v["type"] == 40).await;
-        socket
-    }
 }
 
 /// Percent-encodes a query value.
@@ -266,46 +178,6 @@ fn in_progress(dir: &Path) -> usize {
     }
 }
 
-async fn send_json(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON frame for which `wanted` holds, skipping others.
-async fn next_where(socket: &mut Socket, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-    let mut skipped = Vec::new();
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            match socket
-                .next()
-                .await
-                .expect("socket open")
-                .expect("socket healthy")
-            {
-                Message::Text(text) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if wanted(&value) {
-                        return value;
-                    }
-                    skipped.push(value);
-                }
-                Message::Close(frame) => panic!("closed while waiting for {what}: {frame:?}"),
-                _ => {}
-            }
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        let skipped: Vec<String> = skipped.iter().map(Value::to_string).collect();
-        panic!(
-            "{what} did not arrive in time; got instead:\n{}",
-            skipped.join("\n")
-        )
-    })
-}
-
 /// Sends a media message over a socket; returns the answer (ACK 30 or error 50).
 async fn send_file(
     socket: &mut Socket,
@@ -314,14 +186,11 @@ async fn send_file(
     message_id: &str,
     file_id: &str,
 ) -> Value {
-    send_json(
+    send_and_answer(
         socket,
         json!({"type": type_code, "to": to, "message_id": message_id, "content": {"file_id": file_id}}),
+        message_id,
     )
-    .await;
-    next_where(socket, &format!("the answer to {message_id}"), |value| {
-        (value["type"] == 30 || value["type"] == 50) && value["message_id"] == message_id
-    })
     .await
 }
 
@@ -752,7 +621,7 @@ async fn a_file_is_private_until_sent_then_its_recipient_can_read_it() {
     )
     .await;
     // Nor can anyone else send it.
-    let mut bob_ws = web.socket(&bob).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
     let refused = send_file(&mut bob_ws, 7, &carol.user_id, "bob-1", &file_id).await;
     assert_eq!(refused["type"], 50, "{refused}");
     assert!(
@@ -761,7 +630,7 @@ async fn a_file_is_private_until_sent_then_its_recipient_can_read_it() {
     );
 
     // Alice sends it to Bob as a file message.
-    let mut alice_ws = web.socket(&alice).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
     let ack = send_file(&mut alice_ws, 7, &bob.user_id, "alice-1", &file_id).await;
     assert_eq!(ack["type"], 30, "{ack}");
     let delivered = next_where(&mut bob_ws, "the file message", |v| v["type"] == 7).await;

@@ -5,224 +5,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PASSWORD, TestBroker, WAIT};
-use futures_util::{SinkExt, StreamExt};
-use quip_broker::Config;
+use common::web::{
+    Account, Socket, Web, assert_none_of, close_code, heartbeat, next_of, next_where,
+    send_and_answer, start,
+};
+use common::{PASSWORD, WAIT};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long "nothing arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(300);
-
-struct Web {
-    http: reqwest::Client,
-    base: String,
-    addr: SocketAddr,
-}
-
-struct Account {
-    user_id: String,
-    token: String,
-    device_id: String,
-}
-
-/// A broker whose login limit per address does not get in the way of tests that log
-/// in many times from 127.0.0.1.
-async fn start(adjust: impl FnOnce(&mut Config)) -> TestBroker {
-    TestBroker::start_with(|c| {
-        c.rate_logins_per_ip_per_min = 10_000;
-        adjust(c);
-    })
-    .await
-}
-
-impl Web {
-    fn new(broker: &TestBroker) -> Web {
-        let addr = broker.broker().http_addr().expect("the bridge runs");
-        Web {
-            http: reqwest::Client::new(),
-            base: format!("http://{addr}"),
-            addr,
-        }
-    }
-
-    /// Any request; returns the response (for its headers) and the JSON body.
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("HTTP request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, headers, response.json().await.expect("a JSON body"))
-    }
-
-    /// Any request; returns the HTTP status and the JSON body.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let (status, _, body) = self.raw(method, path, token, body).await;
-        (status, body)
-    }
-
-    /// A request expected to succeed: returns `data`.
-    async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
-        let (status, reply) = self.call(method.clone(), path, Some(token), body).await;
-        assert_eq!(
-            (status, reply["code"].as_i64()),
-            (200, Some(0)),
-            "{method} {path}: {reply}"
-        );
-        reply["data"].clone()
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Value {
-        self.ok(Method::GET, path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Option<Value>) -> Value {
-        self.ok(Method::POST, path, token, body).await
-    }
-
-    async fn delete(&self, path: &str, token: &str) -> Value {
-        self.ok(Method::DELETE, path, token, None).await
-    }
-
-    /// A request expected to fail: asserts the HTTP status and the Quip error code.
-    async fn refused(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        status: u16,
-        code: i64,
-    ) -> Value {
-        let (got_status, reply) = self.call(method.clone(), path, Some(token), body).await;
-        assert_eq!(
-            (got_status, reply["code"].as_i64()),
-            (status, Some(code)),
-            "{method} {path}: {reply}"
-        );
-        assert!(
-            !reply["message"].as_str().unwrap_or_default().is_empty(),
-            "an error says why: {reply}"
-        );
-        reply
-    }
-
-    async fn account(&self, username: &str) -> Account {
-        let (status, body) = self
-            .call(Method::POST, "/api/register", None, Some(json!({"username": username, "nickname": username.to_uppercase(), "password": PASSWORD})))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        self.login(username, &format!("{username}-web")).await
-    }
-
-    async fn login_with(&self, username: &str, password: &str, device_id: &str) -> (u16, Value) {
-        self.call(
-            Method::POST,
-            "/api/login",
-            None,
-            Some(json!({"username": username, "password": password, "device_id": device_id})),
-        )
-        .await
-    }
-
-    async fn login(&self, username: &str, device_id: &str) -> Account {
-        let (status, body) = self.login_with(username, PASSWORD, device_id).await;
-        assert_eq!(status, 200, "{body}");
-        let data = &body["data"];
-        Account {
-            user_id: data["user_id"].as_str().unwrap().into(),
-            token: data["token"].as_str().unwrap().into(),
-            device_id: data["device_id"].as_str().unwrap().into(),
-        }
-    }
-
-    /// A socket that has finished its sync (type 40 seen).
-    async fn socket(&self, account: &Account) -> Socket {
-        let url = format!(
-            "ws://{}/ws?token={}&device_id={}",
-            self.addr, account.token, account.device_id
-        );
-        let (mut socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        next_of(&mut socket, 40).await;
-        socket
-    }
-}
-
-async fn send_json(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON frame for which `wanted` holds, skipping others (listed if it never
-/// comes).
-async fn next_where(socket: &mut Socket, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-    let mut skipped = Vec::new();
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            match socket
-                .next()
-                .await
-                .expect("socket open")
-                .expect("socket healthy")
-            {
-                Message::Text(text) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    if wanted(&value) {
-                        return value;
-                    }
-                    skipped.push(value);
-                }
-                Message::Close(frame) => panic!("closed while waiting for {what}: {frame:?}"),
-                _ => {}
-            }
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| {
-        let skipped: Vec<String> = skipped.iter().map(Value::to_string).collect();
-        panic!(
-            "{what} did not arrive in time; got instead:\n{}",
-            skipped.join("\n")
-        )
-    })
-}
-
-/// The next JSON frame of the given type, skipping others (sync markers, etc.).
-async fn next_of(socket: &mut Socket, wanted: i64) -> Value {
-    next_where(socket, &format!("a frame of type {wanted}"), |value| {
-        value["type"].as_i64() == Some(wanted)
-    })
-    .await
-}
 
 /// The next contact event (70) of this kind.
 async fn next_contact_event(socket: &mut Socket, event: &str) -> Value {
@@ -232,42 +26,13 @@ async fn next_contact_event(socket: &mut Socket, event: &str) -> Value {
     .await
 }
 
-/// Asserts no frame of type `unwanted` arrives for a moment.
-async fn assert_none_of(socket: &mut Socket, unwanted: i64) {
-    let deadline = tokio::time::Instant::now() + QUIET;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.next()).await {
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).unwrap();
-            assert_ne!(value["type"].as_i64(), Some(unwanted), "unexpected {value}");
-        }
-    }
-}
-
-/// Reads until the server closes the socket; returns the close code.
-async fn close_code(socket: &mut Socket) -> Option<u16> {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("the socket is closed in time")
-}
-
 /// Sends a 1:1 text over a socket; returns the answer (ACK 30 or error 50).
 async fn say(socket: &mut Socket, to: &str, message_id: &str, text: &str) -> Value {
-    send_json(
+    send_and_answer(
         socket,
         json!({"type": 1, "to": to, "message_id": message_id, "content": {"text": text}}),
+        message_id,
     )
-    .await;
-    next_where(socket, &format!("the answer to {message_id}"), |value| {
-        (value["type"] == 30 || value["type"] == 50) && value["message_id"] == message_id
-    })
     .await
 }
 
@@ -288,12 +53,6 @@ async fn say_ok(socket: &mut Socket, to: &str, message_id: &str) {
     assert_eq!(answer["type"], 30, "{message_id}: {answer}");
 }
 
-/// A heartbeat round trip: the socket is alive.
-async fn heartbeat(socket: &mut Socket) {
-    send_json(socket, json!({"type": 99, "content": {"timestamp": 1}})).await;
-    next_of(socket, 100).await;
-}
-
 fn request_path(user: &Account, action: &str) -> String {
     format!("/api/contacts/requests/{}/{action}", user.user_id)
 }
@@ -304,8 +63,8 @@ async fn friend_requests_over_rest_become_friends_with_pushes_and_presence() {
     let web = Web::new(&broker);
     let alice = web.account("alice").await;
     let bob = web.account("bob").await;
-    let mut alice_ws = web.socket(&alice).await;
-    let mut bob_ws = web.socket(&bob).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
 
     // Alice asks; Bob is told at once.
     let sent = web
@@ -405,7 +164,7 @@ async fn friend_requests_over_rest_become_friends_with_pushes_and_presence() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut bob_ws = web.socket(&bob).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
 
     // Friends already: asking again is a conflict.
     web.refused(
@@ -546,8 +305,8 @@ async fn rejected_requests_are_silent_and_cancelled_ones_are_told() {
     let web = Web::new(&broker);
     let alice = web.account("alice").await;
     let bob = web.account("bob").await;
-    let mut alice_ws = web.socket(&alice).await;
-    let mut bob_ws = web.socket(&bob).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
 
     web.post(
         "/api/contacts/requests",
@@ -561,7 +320,7 @@ async fn rejected_requests_are_silent_and_cancelled_ones_are_told() {
             .await,
         json!({})
     );
-    assert_none_of(&mut alice_ws, 70).await;
+    assert_none_of(&mut alice_ws, 70, QUIET).await;
     for account in [&alice, &bob] {
         let lists = web.get("/api/contacts/requests", &account.token).await;
         assert_eq!(lists, json!({"incoming": [], "outgoing": []}));
@@ -619,8 +378,8 @@ async fn blocking_refuses_messages_and_requests_both_ways_until_unblocked() {
     let web = Web::new(&broker);
     let alice = web.account("alice").await;
     let bob = web.account("bob").await;
-    let mut alice_ws = web.socket(&alice).await;
-    let mut bob_ws = web.socket(&bob).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
     say_ok(&mut bob_ws, &alice.user_id, "before").await;
     assert_eq!(next_of(&mut alice_ws, 1).await["client_msg_id"], "before");
 
@@ -673,7 +432,7 @@ async fn blocking_refuses_messages_and_requests_both_ways_until_unblocked() {
         26,
     )
     .await;
-    assert_none_of(&mut alice_ws, 1).await;
+    assert_none_of(&mut alice_ws, 1, QUIET).await;
     // Alice cannot write to someone she blocked either.
     say_refused(&mut alice_ws, &bob.user_id, "blocker-1", 26).await;
 
@@ -699,8 +458,8 @@ async fn friends_only_dms_refuse_strangers_but_not_friends() {
     let web = Web::new(&broker);
     let alice = web.account("alice").await;
     let bob = web.account("bob").await;
-    let mut alice_ws = web.socket(&alice).await;
-    let mut bob_ws = web.socket(&bob).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
 
     assert_eq!(
         web.get("/api/contacts/settings", &bob.token).await,
@@ -737,7 +496,7 @@ async fn friends_only_dms_refuse_strangers_but_not_friends() {
 
     // Turned off, strangers may write again.
     let carol = web.account("carol").await;
-    let mut carol_ws = web.socket(&carol).await;
+    let mut carol_ws = web.synced_socket(&carol).await;
     say_refused(&mut carol_ws, &bob.user_id, "carol-1", 27).await;
     web.ok(
         Method::PUT,
@@ -755,8 +514,8 @@ async fn devices_are_listed_and_logged_out_one_by_one_or_all_at_once() {
     let web = Web::new(&broker);
     let web_device = web.account("alice").await;
     let laptop = web.login("alice", "alice-laptop").await;
-    let mut web_ws = web.socket(&web_device).await;
-    let mut laptop_ws = web.socket(&laptop).await;
+    let mut web_ws = web.synced_socket(&web_device).await;
+    let mut laptop_ws = web.synced_socket(&laptop).await;
 
     let devices = web.get("/api/devices", &web_device.token).await;
     let list = devices["devices"].as_array().unwrap();
@@ -824,7 +583,7 @@ async fn devices_are_listed_and_logged_out_one_by_one_or_all_at_once() {
 
     // Everywhere but here: the laptop (logged in again) is closed, this device stays.
     let laptop = web.login("alice", "alice-laptop").await;
-    let mut laptop_ws = web.socket(&laptop).await;
+    let mut laptop_ws = web.synced_socket(&laptop).await;
     let out = web
         .post(
             "/api/devices/logout-all",
@@ -839,7 +598,7 @@ async fn devices_are_listed_and_logged_out_one_by_one_or_all_at_once() {
 
     // Everywhere (no body): this device too.
     let laptop = web.login("alice", "alice-laptop").await;
-    let mut laptop_ws = web.socket(&laptop).await;
+    let mut laptop_ws = web.synced_socket(&laptop).await;
     let out = web
         .post("/api/devices/logout-all", &web_device.token, None)
         .await;
@@ -1002,8 +761,8 @@ async fn admins_manage_users_groups_and_read_stats() {
     .await;
 
     // One user, with devices and groups.
-    let mut alice_ws = web.socket(&alice).await;
-    let mut bob_ws = web.socket(&bob).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
+    let mut bob_ws = web.synced_socket(&bob).await;
     let group = web
         .post(
             "/api/groups",
@@ -1113,7 +872,7 @@ async fn admins_manage_users_groups_and_read_stats() {
     )
     .await;
     let alice = web.login("alice", "alice-web").await;
-    let mut alice_ws = web.socket(&alice).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
 
     // Password reset: her sessions close (4028), the old password is refused.
     web.refused(
@@ -1215,7 +974,7 @@ async fn websocket_sends_over_the_limit_get_an_error_with_retry_after() {
     let web = Web::new(&broker);
     let alice = web.account("alice").await;
     let bob = web.account("bob").await;
-    let mut alice_ws = web.socket(&alice).await;
+    let mut alice_ws = web.synced_socket(&alice).await;
     say_ok(&mut alice_ws, &bob.user_id, "m1").await;
     say_ok(&mut alice_ws, &bob.user_id, "m2").await;
     let error = say_refused(&mut alice_ws, &bob.user_id, "m3", 11).await;

@@ -2,6 +2,7 @@
 //! `ContactRequest`, `AccountRequest` or `AdminRequest` through the backend.
 
 use axum::extract::{Path, State};
+use quip_protocol::pb::{account_response, admin_response, contact_response};
 use quip_protocol::{client_frame, ids, pb, server_frame};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,61 +14,90 @@ use super::{
 };
 use crate::{BridgeState, Identity};
 
-async fn contact_op(
-    state: &BridgeState,
-    identity: &Identity,
-    op: pb::contact_request::Op,
-) -> Result<pb::contact_response::Result, ApiError> {
-    let request = pb::ContactRequest { op: Some(op) };
-    match call(state, identity, client_frame::Body::Contact(request)).await? {
-        server_frame::Body::Contact(pb::ContactResponse {
-            result: Some(result),
-        }) => Ok(result),
-        _ => Err(unexpected()),
+/// An op these routes send: a contact, account or admin op, wrapped into its request
+/// and unwrapped from its response.
+trait Op {
+    type Result;
+    fn into_body(self) -> client_frame::Body;
+    fn result(answer: server_frame::Body) -> Option<Self::Result>;
+}
+
+impl Op for pb::contact_request::Op {
+    type Result = contact_response::Result;
+    fn into_body(self) -> client_frame::Body {
+        client_frame::Body::Contact(pb::ContactRequest { op: Some(self) })
+    }
+    fn result(answer: server_frame::Body) -> Option<Self::Result> {
+        match answer {
+            server_frame::Body::Contact(response) => response.result,
+            _ => None,
+        }
     }
 }
 
-async fn account_op(
-    state: &BridgeState,
-    identity: &Identity,
-    op: pb::account_request::Op,
-) -> Result<pb::account_response::Result, ApiError> {
-    let request = pb::AccountRequest { op: Some(op) };
-    match call(state, identity, client_frame::Body::Account(request)).await? {
-        server_frame::Body::Account(pb::AccountResponse {
-            result: Some(result),
-        }) => Ok(result),
-        _ => Err(unexpected()),
+impl Op for pb::account_request::Op {
+    type Result = account_response::Result;
+    fn into_body(self) -> client_frame::Body {
+        client_frame::Body::Account(pb::AccountRequest { op: Some(self) })
+    }
+    fn result(answer: server_frame::Body) -> Option<Self::Result> {
+        match answer {
+            server_frame::Body::Account(response) => response.result,
+            _ => None,
+        }
     }
 }
 
-async fn admin_op(
+impl Op for pb::admin_request::Op {
+    type Result = admin_response::Result;
+    fn into_body(self) -> client_frame::Body {
+        client_frame::Body::Admin(pb::AdminRequest { op: Some(self) })
+    }
+    fn result(answer: server_frame::Body) -> Option<Self::Result> {
+        match answer {
+            server_frame::Body::Admin(response) => response.result,
+            _ => None,
+        }
+    }
+}
+
+/// Sends `op` through the backend and answers with the `data` that `answer` makes of
+/// its result; a result `answer` does not expect (`None`) is an unexpected answer.
+async fn run<O: Op>(
     state: &BridgeState,
     identity: &Identity,
-    op: pb::admin_request::Op,
-) -> Result<pb::admin_response::Result, ApiError> {
-    let request = pb::AdminRequest { op: Some(op) };
-    match call(state, identity, client_frame::Body::Admin(request)).await? {
-        server_frame::Body::Admin(pb::AdminResponse {
-            result: Some(result),
-        }) => Ok(result),
-        _ => Err(unexpected()),
-    }
+    op: O,
+    answer: impl FnOnce(O::Result) -> Option<Value>,
+) -> ApiResult {
+    let result = O::result(call(state, identity, op.into_body()).await?).ok_or_else(unexpected)?;
+    answer(result).map_or_else(|| Err(unexpected()), ok)
 }
 
 /// A change that answers `{}`: a contact change's `ContactDone`.
-fn contact_done(result: pb::contact_response::Result) -> ApiResult {
-    match result {
-        pb::contact_response::Result::Done(_) => ok(json!({})),
-        _ => Err(unexpected()),
-    }
+fn contact_done(result: contact_response::Result) -> Option<Value> {
+    matches!(result, contact_response::Result::Done(_)).then(|| json!({}))
 }
 
 /// A change that answers `{}`: an admin action's `AdminDone`.
-fn admin_done(result: pb::admin_response::Result) -> ApiResult {
+fn admin_done(result: admin_response::Result) -> Option<Value> {
+    matches!(result, admin_response::Result::Done(_)).then(|| json!({}))
+}
+
+/// The contact settings: `{friends_only_dm}`.
+fn settings_json(result: contact_response::Result) -> Option<Value> {
     match result {
-        pb::admin_response::Result::Done(_) => ok(json!({})),
-        _ => Err(unexpected()),
+        contact_response::Result::Settings(settings) => {
+            Some(json!({"friends_only_dm": settings.friends_only_dm}))
+        }
+        _ => None,
+    }
+}
+
+/// Sessions closed by a logout: `{sessions}`.
+fn logged_out_json(result: account_response::Result) -> Option<Value> {
+    match result {
+        account_response::Result::LoggedOut(out) => Some(json!({"sessions": out.sessions})),
+        _ => None,
     }
 }
 
@@ -258,39 +288,31 @@ pub struct AdminSearchQuery {
     responses((status = 200, description = "{friends: [{user_id, username, nickname, since, online, last_seen, blocked}]}")),
     security(("bearer" = [])))]
 pub async fn friends(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    match contact_op(
-        &state,
-        &identity,
-        pb::contact_request::Op::ListFriends(pb::ListFriends {}),
-    )
-    .await?
-    {
-        pb::contact_response::Result::Friends(list) => {
+    let op = pb::contact_request::Op::ListFriends(pb::ListFriends {});
+    run(&state, &identity, op, |result| match result {
+        contact_response::Result::Friends(list) => {
             let friends: Vec<Value> = list.friends.iter().map(friend_json).collect();
-            ok(json!({"friends": friends}))
+            Some(json!({"friends": friends}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/contacts/requests",
     responses((status = 200, description = "{incoming: [req], outgoing: [req]}, req = {from_user_id, to_user_id, message, requested_at, username, nickname}, newest first")),
     security(("bearer" = [])))]
 pub async fn contact_requests(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    match contact_op(
-        &state,
-        &identity,
-        pb::contact_request::Op::ListRequests(pb::ListContactRequests {}),
-    )
-    .await?
-    {
-        pb::contact_response::Result::Requests(lists) => {
+    let op = pb::contact_request::Op::ListRequests(pb::ListContactRequests {});
+    run(&state, &identity, op, |result| match result {
+        contact_response::Result::Requests(lists) => {
             let incoming: Vec<Value> = lists.incoming.iter().map(request_json).collect();
             let outgoing: Vec<Value> = lists.outgoing.iter().map(request_json).collect();
-            ok(json!({"incoming": incoming, "outgoing": outgoing}))
+            Some(json!({"incoming": incoming, "outgoing": outgoing}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/contacts/requests", request_body = FriendRequestBody,
@@ -311,16 +333,12 @@ pub async fn send_contact_request(
         user_id,
         message: body.message,
     };
-    match contact_op(
-        &state,
-        &identity,
-        pb::contact_request::Op::SendRequest(send),
-    )
-    .await?
-    {
-        pb::contact_response::Result::Done(done) => ok(json!({"now_friends": done.now_friends})),
-        _ => Err(unexpected()),
-    }
+    let op = pb::contact_request::Op::SendRequest(send);
+    run(&state, &identity, op, |result| match result {
+        contact_response::Result::Done(done) => Some(json!({"now_friends": done.now_friends})),
+        _ => None,
+    })
+    .await
 }
 
 async fn decide(
@@ -331,7 +349,13 @@ async fn decide(
 ) -> ApiResult {
     let user_id = user_param("user_id", user_id)?;
     let decide = pb::DecideContactRequest { user_id, accept };
-    contact_done(contact_op(state, identity, pb::contact_request::Op::Decide(decide)).await?)
+    run(
+        state,
+        identity,
+        pb::contact_request::Op::Decide(decide),
+        contact_done,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/contacts/requests/{user_id}/accept", params(("user_id" = String, Path, description = "who asked")),
@@ -365,14 +389,8 @@ pub async fn cancel_contact_request(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     let user_id = user_param("user_id", &user_id)?;
-    contact_done(
-        contact_op(
-            &state,
-            &identity,
-            pb::contact_request::Op::Cancel(pb::CancelContactRequest { user_id }),
-        )
-        .await?,
-    )
+    let op = pb::contact_request::Op::Cancel(pb::CancelContactRequest { user_id });
+    run(&state, &identity, op, contact_done).await
 }
 
 #[utoipa::path(delete, path = "/api/contacts/{user_id}", params(("user_id" = String, Path)),
@@ -384,36 +402,15 @@ pub async fn delete_friend(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     let user_id = user_param("user_id", &user_id)?;
-    contact_done(
-        contact_op(
-            &state,
-            &identity,
-            pb::contact_request::Op::DeleteFriend(pb::DeleteFriend { user_id }),
-        )
-        .await?,
-    )
-}
-
-fn settings_json(result: pb::contact_response::Result) -> ApiResult {
-    match result {
-        pb::contact_response::Result::Settings(settings) => {
-            ok(json!({"friends_only_dm": settings.friends_only_dm}))
-        }
-        _ => Err(unexpected()),
-    }
+    let op = pb::contact_request::Op::DeleteFriend(pb::DeleteFriend { user_id });
+    run(&state, &identity, op, contact_done).await
 }
 
 #[utoipa::path(get, path = "/api/contacts/settings",
     responses((status = 200, description = "{friends_only_dm}")), security(("bearer" = [])))]
 pub async fn contact_settings(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    settings_json(
-        contact_op(
-            &state,
-            &identity,
-            pb::contact_request::Op::GetSettings(pb::GetContactSettings {}),
-        )
-        .await?,
-    )
+    let op = pb::contact_request::Op::GetSettings(pb::GetContactSettings {});
+    run(&state, &identity, op, settings_json).await
 }
 
 #[utoipa::path(put, path = "/api/contacts/settings", request_body = ContactSettingsBody,
@@ -430,26 +427,23 @@ pub async fn set_contact_settings(
     let set = pb::SetContactSettings {
         settings: Some(pb::ContactSettings { friends_only_dm }),
     };
-    settings_json(contact_op(&state, &identity, pb::contact_request::Op::SetSettings(set)).await?)
+    let op = pb::contact_request::Op::SetSettings(set);
+    run(&state, &identity, op, settings_json).await
 }
 
 #[utoipa::path(get, path = "/api/blocks",
     responses((status = 200, description = "{blocked: [{user_id, username, nickname, blocked_at}]}")),
     security(("bearer" = [])))]
 pub async fn blocks(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    match contact_op(
-        &state,
-        &identity,
-        pb::contact_request::Op::ListBlocked(pb::ListBlocked {}),
-    )
-    .await?
-    {
-        pb::contact_response::Result::Blocked(list) => {
+    let op = pb::contact_request::Op::ListBlocked(pb::ListBlocked {});
+    run(&state, &identity, op, |result| match result {
+        contact_response::Result::Blocked(list) => {
             let blocked: Vec<Value> = list.blocked.iter().map(blocked_json).collect();
-            ok(json!({"blocked": blocked}))
+            Some(json!({"blocked": blocked}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/blocks", request_body = BlockBody,
@@ -462,14 +456,8 @@ pub async fn block(
     Body(body): Body<BlockBody>,
 ) -> ApiResult {
     let user_id = other_user_param(&identity, "user_id", &body.user_id)?;
-    contact_done(
-        contact_op(
-            &state,
-            &identity,
-            pb::contact_request::Op::Block(pb::BlockUser { user_id }),
-        )
-        .await?,
-    )
+    let op = pb::contact_request::Op::Block(pb::BlockUser { user_id });
+    run(&state, &identity, op, contact_done).await
 }
 
 #[utoipa::path(delete, path = "/api/blocks/{user_id}", params(("user_id" = String, Path)),
@@ -480,40 +468,23 @@ pub async fn unblock(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     let user_id = user_param("user_id", &user_id)?;
-    contact_done(
-        contact_op(
-            &state,
-            &identity,
-            pb::contact_request::Op::Unblock(pb::UnblockUser { user_id }),
-        )
-        .await?,
-    )
-}
-
-fn logged_out_json(result: pb::account_response::Result) -> ApiResult {
-    match result {
-        pb::account_response::Result::LoggedOut(out) => ok(json!({"sessions": out.sessions})),
-        _ => Err(unexpected()),
-    }
+    let op = pb::contact_request::Op::Unblock(pb::UnblockUser { user_id });
+    run(&state, &identity, op, contact_done).await
 }
 
 #[utoipa::path(get, path = "/api/devices",
     responses((status = 200, description = "{devices: [{device_id, client_version, first_seen, last_seen, online, current, transport}]}")),
     security(("bearer" = [])))]
 pub async fn devices(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    match account_op(
-        &state,
-        &identity,
-        pb::account_request::Op::ListDevices(pb::ListDevices {}),
-    )
-    .await?
-    {
-        pb::account_response::Result::Devices(list) => {
+    let op = pb::account_request::Op::ListDevices(pb::ListDevices {});
+    run(&state, &identity, op, |result| match result {
+        account_response::Result::Devices(list) => {
             let devices: Vec<Value> = list.devices.iter().map(device_json).collect();
-            ok(json!({"devices": devices}))
+            Some(json!({"devices": devices}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/devices/{device_id}/logout", params(("device_id" = String, Path)),
@@ -526,14 +497,8 @@ pub async fn logout_device(
     Path(device_id): Path<String>,
 ) -> ApiResult {
     let device_id = device_param(&device_id)?;
-    logged_out_json(
-        account_op(
-            &state,
-            &identity,
-            pb::account_request::Op::LogoutDevice(pb::LogoutDevice { device_id }),
-        )
-        .await?,
-    )
+    let op = pb::account_request::Op::LogoutDevice(pb::LogoutDevice { device_id });
+    run(&state, &identity, op, logged_out_json).await
 }
 
 #[utoipa::path(post, path = "/api/devices/logout-all", request_body(content = LogoutAllBody, description = "optional"),
@@ -545,16 +510,10 @@ pub async fn logout_all(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let body: LogoutAllBody = optional_body(&body)?;
-    logged_out_json(
-        account_op(
-            &state,
-            &identity,
-            pb::account_request::Op::LogoutEverywhere(pb::LogoutEverywhere {
-                keep_current: body.keep_current,
-            }),
-        )
-        .await?,
-    )
+    let op = pb::account_request::Op::LogoutEverywhere(pb::LogoutEverywhere {
+        keep_current: body.keep_current,
+    });
+    run(&state, &identity, op, logged_out_json).await
 }
 
 #[utoipa::path(get, path = "/api/admin/users", params(AdminSearchQuery),
@@ -576,13 +535,15 @@ pub async fn admin_users(
         after_user_id,
         limit: limit_param(&query.limit)?,
     };
-    match admin_op(&state, &identity, pb::admin_request::Op::ListUsers(list)).await? {
-        pb::admin_response::Result::Users(page) => {
+    let op = pb::admin_request::Op::ListUsers(list);
+    run(&state, &identity, op, |result| match result {
+        admin_response::Result::Users(page) => {
             let users: Vec<Value> = page.users.iter().map(admin_user_json).collect();
-            ok(json!({"users": users, "next_after": page.next_after_user_id}))
+            Some(json!({"users": users, "next_after": page.next_after_user_id}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/admin/users/{user_id}", params(("user_id" = String, Path)),
@@ -595,23 +556,19 @@ pub async fn admin_user(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     let user_id = user_param("user_id", &user_id)?;
-    match admin_op(
-        &state,
-        &identity,
-        pb::admin_request::Op::GetUser(pb::GetUser { user_id }),
-    )
-    .await?
-    {
-        pb::admin_response::Result::User(detail) => {
+    let op = pb::admin_request::Op::GetUser(pb::GetUser { user_id });
+    run(&state, &identity, op, |result| match result {
+        admin_response::Result::User(detail) => {
             let devices: Vec<Value> = detail.devices.iter().map(device_json).collect();
-            ok(json!({
+            Some(json!({
                 "user": detail.user.as_ref().map(admin_user_json),
                 "devices": devices,
                 "groups": detail.groups,
             }))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 async fn set_disabled(
@@ -622,7 +579,13 @@ async fn set_disabled(
 ) -> ApiResult {
     let user_id = user_param("user_id", user_id)?;
     let set = pb::SetUserDisabled { user_id, disabled };
-    admin_done(admin_op(state, identity, pb::admin_request::Op::SetDisabled(set)).await?)
+    run(
+        state,
+        identity,
+        pb::admin_request::Op::SetDisabled(set),
+        admin_done,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/disable", params(("user_id" = String, Path)),
@@ -667,14 +630,8 @@ pub async fn admin_reset_password(
         user_id,
         new_password: body.new_password,
     };
-    admin_done(
-        admin_op(
-            &state,
-            &identity,
-            pb::admin_request::Op::ResetPassword(reset),
-        )
-        .await?,
-    )
+    let op = pb::admin_request::Op::ResetPassword(reset);
+    run(&state, &identity, op, admin_done).await
 }
 
 #[utoipa::path(post, path = "/api/admin/users/{user_id}/role", params(("user_id" = String, Path)), request_body = RoleBody,
@@ -698,7 +655,8 @@ pub async fn admin_set_role(
         user_id,
         role: body.role,
     };
-    admin_done(admin_op(&state, &identity, pb::admin_request::Op::SetRole(set)).await?)
+    let op = pb::admin_request::Op::SetRole(set);
+    run(&state, &identity, op, admin_done).await
 }
 
 #[utoipa::path(get, path = "/api/admin/groups", params(AdminSearchQuery),
@@ -720,13 +678,15 @@ pub async fn admin_groups(
         after_group_id,
         limit: limit_param(&query.limit)?,
     };
-    match admin_op(&state, &identity, pb::admin_request::Op::ListGroups(list)).await? {
-        pb::admin_response::Result::Groups(page) => {
+    let op = pb::admin_request::Op::ListGroups(list);
+    run(&state, &identity, op, |result| match result {
+        admin_response::Result::Groups(page) => {
             let groups: Vec<Value> = page.groups.iter().map(group_json).collect();
-            ok(json!({"groups": groups, "next_after": page.next_after_group_id}))
+            Some(json!({"groups": groups, "next_after": page.next_after_group_id}))
         }
-        _ => Err(unexpected()),
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/admin/groups/{group_id}/dissolve", params(("group_id" = String, Path)),
@@ -739,14 +699,8 @@ pub async fn admin_dissolve_group(
     Path(group_id): Path<String>,
 ) -> ApiResult {
     let group_id = group_param(&group_id)?;
-    admin_done(
-        admin_op(
-            &state,
-            &identity,
-            pb::admin_request::Op::DissolveGroup(pb::AdminDissolveGroup { group_id }),
-        )
-        .await?,
-    )
+    let op = pb::admin_request::Op::DissolveGroup(pb::AdminDissolveGroup { group_id });
+    run(&state, &identity, op, admin_done).await
 }
 
 #[utoipa::path(get, path = "/api/admin/stats",
@@ -754,16 +708,12 @@ pub async fn admin_dissolve_group(
                (status = 403, description = "not an admin")),
     security(("bearer" = [])))]
 pub async fn admin_stats(State(state): AppState, Authed(identity): Authed) -> ApiResult {
-    match admin_op(
-        &state,
-        &identity,
-        pb::admin_request::Op::Stats(pb::GetServerStats {}),
-    )
-    .await?
-    {
-        pb::admin_response::Result::Stats(stats) => ok(stats_json(&stats)),
-        _ => Err(unexpected()),
-    }
+    let op = pb::admin_request::Op::Stats(pb::GetServerStats {});
+    run(&state, &identity, op, |result| match result {
+        admin_response::Result::Stats(stats) => Some(stats_json(&stats)),
+        _ => None,
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use quip_broker::{Broker, Config};
 use quip_protocol::{ErrorCode, FrameDecoder};
 use quip_sdk::{Client, ClientOptions, Event, ReconnectPolicy, TransportOptions, Trust, dial, pb};
 
+pub mod web;
+
 /// Generous bound for anything a test waits on; only hit when something is broken.
 pub const WAIT: Duration = Duration::from_secs(20);
 
