@@ -365,3 +365,32 @@ async fn marks_report_only_when_they_move_and_list_by_conversation() {
     assert_eq!(store.last_seen("user_b").await.unwrap(), 1234);
     assert_eq!(store.last_seen("user_c").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn blocks_and_friends_only_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), Durability::Fsync);
+        store.block("user_a", "user_b", 5).await.unwrap();
+        store
+            .put_user_settings(
+                "user_c",
+                quip_broker::store::UserSettingsRecord {
+                    friends_only_dm: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(store.is_blocked("user_a", "user_b").await.unwrap());
+        assert!(!store.is_blocked("user_b", "user_a").await.unwrap());
+        store.flush().await.unwrap();
+    }
+    // The in-memory answers for "who blocks anyone / who is friends-only" are rebuilt
+    // from the tree at open.
+    let store = open(dir.path(), Durability::Fsync);
+    assert!(store.is_blocked("user_a", "user_b").await.unwrap());
+    assert!(store.user_settings("user_c").await.unwrap().friends_only_dm);
+    assert!(!store.user_settings("user_a").await.unwrap().friends_only_dm);
+    assert!(store.unblock("user_a", "user_b").await.unwrap());
+    assert!(!store.is_blocked("user_a", "user_b").await.unwrap());
+}

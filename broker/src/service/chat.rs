@@ -190,10 +190,10 @@ impl ChatService {
             Some(caller),
         );
         let store = self.store.clone();
-        let (user_id, device_id) = (caller.user_id.to_owned(), caller.device_id.to_owned());
+        let user_id = caller.user_id.to_owned();
         Ok(async move {
             let appended = posted.await?;
-            Ok(sent(&*store, &user_id, &device_id, appended).await)
+            Ok(sent(&*store, &user_id, appended).await)
         })
     }
 
@@ -658,19 +658,12 @@ impl ChatService {
 
 /// The ACK of an appended message. Sending a message means having read the
 /// conversation up to it, so it also moves the sender's read mark.
-async fn sent(
-    store: &dyn Store,
-    user_id: &str,
-    device_id: &str,
-    appended: Appended,
-) -> pb::SendAck {
+async fn sent(store: &dyn Store, user_id: &str, appended: Appended) -> pb::SendAck {
     let message = appended.message;
-    let read = CursorUpdate {
-        conv_id: message.conv_id.clone(),
-        delivered_seq: 0,
-        read_seq: message.seq,
-    };
-    if let Err(error) = store.update_cursors(user_id, device_id, vec![read]).await {
+    if let Err(error) = store
+        .mark_sent(user_id, &message.conv_id, message.seq)
+        .await
+    {
         tracing::warn!(%error, "could not move the sender's read mark");
     }
     pb::SendAck {

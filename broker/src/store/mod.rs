@@ -372,6 +372,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: &'a str,
         updates: Vec<CursorUpdate>,
     ) -> StoreFuture<'a, Vec<MarksMoved>>;
+    /// Raises a sender's read mark to the message they just sent (sending means having
+    /// read the conversation up to it). Reports nothing: no receipt is pushed for it.
+    fn mark_sent<'a>(
+        &'a self,
+        user_id: &'a str,
+        conv_id: &'a str,
+        seq: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let read = CursorUpdate {
+                conv_id: conv_id.to_owned(),
+                delivered_seq: 0,
+                read_seq: seq,
+            };
+            self.update_cursors(user_id, "", vec![read])
+                .await
+                .map(|_| ())
+        })
+    }
     /// A device's stored delivered cursors, by conversation.
     fn device_cursors<'a>(
         &'a self,

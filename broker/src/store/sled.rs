@@ -55,6 +55,10 @@ pub struct SledStore {
     accounts: sled::Tree,
     /// Contacts, requests, blocks and settings.
     social: sled::Tree,
+    /// Who has blocked anyone, and who takes 1:1 messages from friends only: every
+    /// 1:1 send asks both, and for nearly every user the answer is "no" without a read.
+    blockers: dashmap::DashSet<String>,
+    friends_only: dashmap::DashSet<String>,
     /// File records and which conversations each file was sent in.
     files: sled::Tree,
     /// The cursors tree, behind its write-behind buffer.
@@ -114,10 +118,13 @@ impl SledStore {
             StoreError::Unavailable(format!("cannot start store writer: {e}"))
         })?;
         threads.push(cursor_thread);
+        let (blockers, friends_only) = social::load_restrictions(&social)?;
         Ok(Self {
             db,
             chat,
             accounts,
+            blockers,
+            friends_only,
             social,
             files,
             cursors,
@@ -380,7 +387,7 @@ impl Store for SledStore {
     }
 
     fn is_blocked<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool> {
-        ready(self.has_pair(b'b', blocker, blocked))
+        ready(self.is_blocked_now(blocker, blocked))
     }
 
     fn user_settings<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserSettingsRecord> {
@@ -670,6 +677,17 @@ impl Store for SledStore {
             Ok(moved)
         };
         ready(run())
+    }
+
+    fn mark_sent<'a>(
+        &'a self,
+        user_id: &'a str,
+        conv_id: &'a str,
+        seq: u64,
+    ) -> StoreFuture<'a, ()> {
+        // The hot path of every send: a buffered raise, no read.
+        self.cursors.raise(keys::read_mark(conv_id, user_id), seq);
+        ready(Ok(()))
     }
 
     fn device_cursors<'a>(

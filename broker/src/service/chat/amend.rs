@@ -280,6 +280,6 @@ impl ChatService {
             ..NewMessage::new(message, Vec::new())
         };
         let appended = self.post(new_message, recipients, Some(caller)).await?;
-        Ok(sent(&*self.store, caller.user_id, caller.device_id, appended).await)
+        Ok(sent(&*self.store, caller.user_id, appended).await)
     }
 }

@@ -43,7 +43,34 @@ fn page<T: prost::Message + Default>(
     Ok(records)
 }
 
+/// The users with any block, and those with friends-only DMs, from the tree.
+pub(super) fn load_restrictions(
+    social: &sled::Tree,
+) -> Result<(dashmap::DashSet<String>, dashmap::DashSet<String>), StoreError> {
+    let blockers = dashmap::DashSet::new();
+    for entry in social.scan_prefix([b'b']) {
+        let (key, _) = entry?;
+        let end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
+        blockers.insert(String::from_utf8_lossy(&key[1..end]).into_owned());
+    }
+    let friends_only = dashmap::DashSet::new();
+    for entry in social.scan_prefix([b'S']) {
+        let (key, value) = entry?;
+        if UserSettingsRecord::decode(value.as_ref())?.friends_only_dm {
+            friends_only.insert(String::from_utf8_lossy(&key[1..]).into_owned());
+        }
+    }
+    Ok((blockers, friends_only))
+}
+
 impl SledStore {
+    pub(super) fn is_blocked_now(&self, blocker: &str, blocked: &str) -> Result<bool, StoreError> {
+        if !self.blockers.contains(blocker) {
+            return Ok(false);
+        }
+        self.has_pair(b'b', blocker, blocked)
+    }
+
     pub(super) fn update_user_now(&self, user: &UserRecord) -> Result<(), StoreError> {
         let key = keys::user(&user.user_id);
         if self.accounts.get(&key)?.is_none() {
@@ -192,6 +219,8 @@ impl SledStore {
         blocked: &str,
         at_ms: u64,
     ) -> Result<(), StoreError> {
+        // Into the set first: a check racing the block then reads the tree.
+        self.blockers.insert(blocker.to_owned());
         let mut batch = sled::Batch::default();
         let at = at_ms.to_be_bytes();
         batch.insert(keys::pair(b'b', blocker, blocked), &at[..]);
@@ -208,6 +237,14 @@ impl SledStore {
         batch.remove(keys::pair(b'b', blocker, blocked));
         batch.remove(keys::pair(b'B', blocked, blocker));
         self.social.apply_batch(batch)?;
+        if self
+            .social
+            .scan_prefix(keys::pair_prefix(b'b', blocker))
+            .next()
+            .is_none()
+        {
+            self.blockers.remove(blocker);
+        }
         Ok(existed)
     }
 
@@ -223,8 +260,14 @@ impl SledStore {
         user_id: &str,
         settings: &UserSettingsRecord,
     ) -> Result<(), StoreError> {
+        if settings.friends_only_dm {
+            self.friends_only.insert(user_id.to_owned());
+        }
         self.social
             .insert(keys::settings(user_id), settings.encode_to_vec())?;
+        if !settings.friends_only_dm {
+            self.friends_only.remove(user_id);
+        }
         Ok(())
     }
 }
