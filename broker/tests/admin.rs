@@ -432,3 +432,47 @@ async fn stats_count_sessions_and_messages() {
     assert!(stats.store_bytes > 0, "{stats:?}");
     assert_eq!(stats.active_calls, 0);
 }
+
+/// `quip-broker admin create` makes the first admin straight in a stopped broker's
+/// data dir; `admin grant` promotes an existing user.
+#[tokio::test]
+async fn the_command_line_creates_and_grants_admins() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quip-broker"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env("QUIP_ADMIN_PASSWORD", PASSWORD)
+            .env("QUIP_LOG", "warn")
+            .output()
+            .expect("quip-broker runs")
+    };
+    let created = run(&["admin", "create", "--username", "root"]);
+    assert!(created.status.success(), "{created:?}");
+    let unknown = run(&["admin", "grant", "--username", "nobody"]);
+    assert!(
+        !unknown.status.success(),
+        "granting to a missing user fails"
+    );
+
+    let dir = data.path().to_owned();
+    let mut broker = TestBroker::start_with(move |c| c.data_dir = dir).await;
+    let root = broker.client("root-laptop").await;
+    root.login("root", PASSWORD).await.unwrap();
+    assert_eq!(root.role().as_deref(), Some(ROLE_ADMIN));
+    assert!(root.admin_stats().await.is_ok());
+    let alice = broker.user("alice", "a").await;
+    assert_eq!(alice.role().as_deref(), Some(ROLE_USER));
+    alice.close().await;
+    root.close().await;
+    broker.stop().await;
+
+    let granted = run(&["admin", "grant", "--username", "alice"]);
+    assert!(granted.status.success(), "{granted:?}");
+    let dir = data.path().to_owned();
+    let broker = TestBroker::start_with(move |c| c.data_dir = dir).await;
+    let alice = broker.client("alice-laptop").await;
+    alice.login("alice", PASSWORD).await.unwrap();
+    assert_eq!(alice.role().as_deref(), Some(ROLE_ADMIN));
+}
