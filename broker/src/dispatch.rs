@@ -112,10 +112,14 @@ fn check_rate(
     requester: &Requester,
     body: &client_frame::Body,
 ) -> ServiceResult<()> {
-    let stores_a_message = matches!(
-        body,
-        client_frame::Body::Send(_) | client_frame::Body::Recall(_) | client_frame::Body::Edit(_)
-    );
+    // A call invite counts as a message: one that ends at once stores its outcome.
+    let stores_a_message = match body {
+        client_frame::Body::Send(_)
+        | client_frame::Body::Recall(_)
+        | client_frame::Body::Edit(_) => true,
+        client_frame::Body::Call(call) => call.action == pb::CallAction::Invite as i32,
+        _ => false,
+    };
     match &requester.limiter {
         Some(limiter) => {
             limiter.request().map_err(ServiceError::rate_limited)?;

@@ -559,3 +559,18 @@ async fn friends_only_refuses_strangers_but_not_friends_or_groups() {
     dave.send_text(&bob_id, "hi now").await.unwrap();
     assert_eq!(text(&next_text(&bob).await), "hi now");
 }
+
+#[tokio::test]
+async fn edits_obey_blocks() {
+    let broker = TestBroker::start().await;
+    let alice = broker.user("alice", "a").await;
+    let bob = broker.user("bob", "b").await;
+    let ack = alice.send_text(&id(&bob), "hi bob").await.unwrap();
+
+    // An edit reaches the recipient again: once blocked, it is refused like a send.
+    bob.block(&id(&alice)).await.unwrap();
+    assert_eq!(
+        code(alice.edit(&ack.conv_id, ack.seq, "hi again").await),
+        Some(ErrorCode::Blocked)
+    );
+}

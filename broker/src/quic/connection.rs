@@ -369,6 +369,7 @@ impl Control<'_> {
                             let transfer = super::transfer::serve(
                                 self.ctx.clone(),
                                 self.session.user_id.clone(),
+                                requester.limiter.clone(),
                                 send,
                                 recv,
                             );

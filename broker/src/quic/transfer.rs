@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use quip_protocol::{ErrorCode, FrameDecoder, encode_frame_bytes, pb};
 
 use crate::context::BrokerContext;
+use crate::limits::ConnectionLimiter;
 use crate::service::ServiceError;
 
 /// Largest request frame (the request is small: a name and a few numbers).
@@ -24,9 +25,16 @@ const CHUNK: usize = 64 * 1024;
 pub(crate) async fn serve(
     ctx: Arc<BrokerContext>,
     user_id: String,
+    limiter: Option<Arc<ConnectionLimiter>>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    // A transfer is a request like any other of the connection's.
+    if let Some(Err(retry)) = limiter.as_ref().map(|limiter| limiter.request()) {
+        respond_error(&mut send, &ServiceError::rate_limited(retry)).await;
+        let _ = recv.stop(ErrorCode::RateLimited.close_code().into());
+        return;
+    }
     let (request, leftover) = match read_request(&mut recv).await {
         Ok(request) => request,
         Err(error) => {

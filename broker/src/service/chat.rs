@@ -282,37 +282,8 @@ impl ChatService {
         user_id: &str,
         request: &pb::SendRequest,
     ) -> ServiceResult<Arc<[String]>> {
-        let group = self
-            .store
-            .group(&request.to)
-            .await?
-            .ok_or_else(|| ServiceError::new(ErrorCode::NotFound, "no such group"))?;
-        if group.dissolved {
-            return Err(ServiceError::new(
-                ErrorCode::Forbidden,
-                "the group was dissolved",
-            ));
-        }
-        let member = self
-            .store
-            .member(&request.to, user_id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::new(ErrorCode::Forbidden, "you are not a member of this group")
-            })?;
+        let member = self.check_group_speaker(user_id, &request.to).await?;
         let privileged = member.role >= pb::GroupRole::Admin as i32;
-        if group.mute_all && !privileged {
-            return Err(ServiceError::new(
-                ErrorCode::Muted,
-                "only owners and admins may send now",
-            ));
-        }
-        if member.muted_until_ms > super::auth::now_ms() {
-            return Err(ServiceError::new(
-                ErrorCode::Muted,
-                "you are muted in this group",
-            ));
-        }
         let members = self.members.member_ids(&request.to).await?;
         if let Some(pb::send_request::Content::Text(text)) = &request.content {
             if text.mention_all && !privileged {
@@ -332,6 +303,44 @@ impl ChatService {
             }
         }
         Ok(members)
+    }
+
+    /// Whether a user may speak in a group now (send, or edit what they sent): the
+    /// group exists and is not dissolved, they are a member, and neither they nor
+    /// the whole group (for non-admins) is muted. Returns their membership.
+    pub(super) async fn check_group_speaker(
+        &self,
+        user_id: &str,
+        group_id: &str,
+    ) -> ServiceResult<crate::store::MemberRecord> {
+        let group = self
+            .store
+            .group(group_id)
+            .await?
+            .ok_or_else(|| ServiceError::new(ErrorCode::NotFound, "no such group"))?;
+        if group.dissolved {
+            return Err(ServiceError::new(
+                ErrorCode::Forbidden,
+                "the group was dissolved",
+            ));
+        }
+        let member = self.store.member(group_id, user_id).await?.ok_or_else(|| {
+            ServiceError::new(ErrorCode::Forbidden, "you are not a member of this group")
+        })?;
+        let privileged = member.role >= pb::GroupRole::Admin as i32;
+        if group.mute_all && !privileged {
+            return Err(ServiceError::new(
+                ErrorCode::Muted,
+                "only owners and admins may send now",
+            ));
+        }
+        if member.muted_until_ms > super::auth::now_ms() {
+            return Err(ServiceError::new(
+                ErrorCode::Muted,
+                "you are muted in this group",
+            ));
+        }
+        Ok(member)
     }
 
     fn validate_content(&self, request: &pb::SendRequest) -> ServiceResult<pb::MessageKind> {

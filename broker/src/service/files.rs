@@ -27,9 +27,13 @@ use crate::store::{FileRecord, Store};
 const SNIFF_BYTES: usize = 8 * 1024;
 /// Chunk size of downloads.
 const READ_CHUNK: usize = 64 * 1024;
-/// Largest image (in pixels per side) decoded for a thumbnail; bigger ones keep their
-/// dimensions but get no thumbnail (decoding one would take gigabytes).
+/// Largest image decoded for a thumbnail, per side and in pixels (40 MP, about 160 MB
+/// decoded); bigger ones keep their dimensions but get no thumbnail. A small upload
+/// can announce a huge picture, so this bounds what one upload can cost.
 const MAX_DECODE_SIDE: u32 = 16_384;
+const MAX_DECODE_PIXELS: u64 = 40_000_000;
+/// Thumbnails made at once, broker-wide: each holds a decoded picture in memory.
+const THUMBNAILERS: usize = 2;
 /// Longest file name kept.
 const MAX_NAME_BYTES: usize = 255;
 
@@ -53,6 +57,7 @@ pub struct FileService {
     /// atomic).
     tmp: PathBuf,
     limits: FileLimits,
+    thumbnailers: tokio::sync::Semaphore,
 }
 
 impl FileService {
@@ -75,6 +80,7 @@ impl FileService {
             dir,
             tmp,
             limits,
+            thumbnailers: tokio::sync::Semaphore::new(THUMBNAILERS),
         })
     }
 
@@ -178,7 +184,12 @@ impl FileService {
             self.dir.join(format!("{sha256}.thumb.jpg")),
         );
         let max_px = self.limits.thumbnail_max_px;
-        let made = tokio::task::spawn_blocking(move || make_thumbnail(&path, &thumb, max_px)).await;
+        let tmp = self.tmp.clone();
+        let Ok(_permit) = self.thumbnailers.acquire().await else {
+            return (0, 0, false);
+        };
+        let made =
+            tokio::task::spawn_blocking(move || make_thumbnail(&path, &thumb, &tmp, max_px)).await;
         match made {
             Ok(Ok((width, height, thumbnail))) => (width, height, thumbnail),
             Ok(Err(error)) => {
@@ -400,11 +411,21 @@ fn looks_like_text(head: &[u8]) -> bool {
     }
 }
 
-/// Reads an image's dimensions and writes its JPEG thumbnail (if not there yet).
-fn make_thumbnail(path: &Path, thumb: &Path, max_px: u32) -> image::ImageResult<(u32, u32, bool)> {
+/// Reads an image's dimensions and writes its JPEG thumbnail (if not there yet),
+/// through a temporary file of its own so that two uploads of the same picture at
+/// once cannot interleave their writes.
+fn make_thumbnail(
+    path: &Path,
+    thumb: &Path,
+    tmp: &Path,
+    max_px: u32,
+) -> image::ImageResult<(u32, u32, bool)> {
     let reader = image::ImageReader::open(path)?.with_guessed_format()?;
     let (width, height) = reader.into_dimensions()?;
-    if width > MAX_DECODE_SIDE || height > MAX_DECODE_SIDE {
+    if width > MAX_DECODE_SIDE
+        || height > MAX_DECODE_SIDE
+        || u64::from(width) * u64::from(height) > MAX_DECODE_PIXELS
+    {
         return Ok((width, height, false));
     }
     if !thumb.exists() {
@@ -418,9 +439,17 @@ fn make_thumbnail(path: &Path, thumb: &Path, max_px: u32) -> image::ImageResult<
             image
         }
         .to_rgb8();
-        let part = thumb.with_extension("part");
-        small.save_with_format(&part, image::ImageFormat::Jpeg)?;
-        std::fs::rename(&part, thumb)?;
+        let part = tempfile::Builder::new()
+            .suffix(".jpg")
+            .tempfile_in(tmp)
+            .map_err(image::ImageError::IoError)?;
+        small.save_with_format(part.path(), image::ImageFormat::Jpeg)?;
+        if let Err(error) = part.persist(thumb) {
+            // Another upload of the same picture got there first: that is fine.
+            if !thumb.exists() {
+                return Err(image::ImageError::IoError(error.error));
+            }
+        }
     }
     Ok((width, height, true))
 }

@@ -82,7 +82,16 @@ impl PresenceService {
     /// Who is told of a user's presence: their friends and 1:1 partners, except
     /// users who blocked them.
     async fn partners(&self, user_id: &str) -> ServiceResult<Vec<String>> {
-        let mut partners: std::collections::BTreeSet<String> = self
+        let mut partners = self.relations(user_id).await?;
+        for blocker in self.store.blockers_of(user_id).await? {
+            partners.remove(&blocker);
+        }
+        Ok(partners.into_iter().collect())
+    }
+
+    /// A user's friends and 1:1 partners (both relations go both ways).
+    async fn relations(&self, user_id: &str) -> ServiceResult<std::collections::BTreeSet<String>> {
+        let mut related: std::collections::BTreeSet<String> = self
             .store
             .user_conversations(user_id)
             .await?
@@ -93,20 +102,19 @@ impl PresenceService {
                     .map(str::to_owned)
             })
             .collect();
-        partners.extend(
+        related.extend(
             self.store
                 .friends(user_id)
                 .await?
                 .into_iter()
                 .map(|(friend, _)| friend),
         );
-        for blocker in self.store.blockers_of(user_id).await? {
-            partners.remove(&blocker);
-        }
-        Ok(partners.into_iter().collect())
+        Ok(related)
     }
 
-    /// The presence of the given users, each with the version current when it was read.
+    /// The presence of the given users, each with the version current when it was
+    /// read. Any signed-in user may ask about any user, as the conversation list of a
+    /// new 1:1 chat needs before a first message relates the two (see the issue note).
     pub async fn query(&self, request: &pb::PresenceRequest) -> ServiceResult<pb::PresenceList> {
         if request.user_ids.len() > self.max_query {
             return Err(ServiceError::invalid(format!(

@@ -106,10 +106,18 @@ impl ChatService {
             content: Some(pb::send_request::Content::Text(text.clone())),
             ..Default::default()
         })?;
-        if text.mention_all && !target.group_id.is_empty() {
-            // Same rule as sending: @all is for owners and admins.
-            let member = self.store.member(&target.group_id, caller.user_id).await?;
-            if member.is_none_or(|m| m.role < pb::GroupRole::Admin as i32) {
+        // An edit reaches everyone again: the rules of sending apply (blocks and
+        // friends-only DMs, a dissolved group, mutes, @all for admins only).
+        if target.group_id.is_empty() {
+            let peer = Conversation::parse(&target.conv_id)
+                .and_then(|conv| conv.peer_of(caller.user_id).map(str::to_owned))
+                .unwrap_or_default();
+            crate::service::contacts::check_direct(&*self.store, caller.user_id, &peer).await?;
+        } else {
+            let member = self
+                .check_group_speaker(caller.user_id, &target.group_id)
+                .await?;
+            if text.mention_all && member.role < pb::GroupRole::Admin as i32 {
                 return Err(ServiceError::new(
                     ErrorCode::Forbidden,
                     "only owners and admins may mention @all",
