@@ -61,9 +61,9 @@ impl Group {
         let mut timed = Duration::ZERO;
         for seq in 1..=iters {
             let start = Instant::now();
-            let delivered = self
-                .router
-                .deliver(conv, seq, frame, black_box(&self.members), None);
+            let delivered =
+                self.router
+                    .deliver_here(conv, seq, frame, black_box(&self.members), None);
             timed += start.elapsed();
             assert_eq!(delivered, self.sessions(), "a session was dropped");
             for lane in &mut self.lanes {

@@ -82,6 +82,28 @@ pub struct Config {
     pub conversations_max_limit: u32,
     /// How long `(sender, client_msg_id)` stays deduplicated.
     pub dedup_window_secs: u64,
+
+    /// Cluster mode: the Redis all nodes share (`redis://host:port/db`). It then holds
+    /// every message, account and group instead of the embedded store, and carries
+    /// presence and deliveries between nodes. None: a single node on sled.
+    #[serde(skip_serializing)]
+    pub redis: Option<String>,
+    /// This node's id in the cluster. Default: generated once and kept in
+    /// `<data_dir>/node-id`, so a restarted node keeps its id.
+    pub node_id: Option<String>,
+    /// A node's presence entries expire this long after its last refresh (it
+    /// refreshes every third of it): how long a dead node is still thought to hold
+    /// its users.
+    pub cluster_presence_ttl_ms: u64,
+    /// How long a node trusts where it last saw a user connected before asking Redis
+    /// again (presence changes drop it sooner).
+    pub cluster_route_cache_ms: u64,
+    /// Where file bytes live. Default: `<data_dir>/files`.
+    pub files_dir: Option<PathBuf>,
+    /// Declares `files_dir` shared by every node of the cluster (a network file
+    /// system). Without it, cluster nodes refuse files with UNAVAILABLE rather than
+    /// store a file that other nodes could not serve.
+    pub files_dir_shared: bool,
     /// Most appends applied and flushed as one batch.
     pub store_max_batch: usize,
     /// Appends that may be queued for the store writer.
@@ -191,6 +213,12 @@ impl Default for Config {
             history_max_limit: 200,
             conversations_max_limit: 200,
             dedup_window_secs: 24 * 3600,
+            redis: None,
+            node_id: None,
+            cluster_presence_ttl_ms: 30_000,
+            cluster_route_cache_ms: 1_000,
+            files_dir: None,
+            files_dir_shared: false,
             store_max_batch: 1024,
             store_queue_len: 16 * 1024,
             store_cache_mib: 256,
@@ -320,6 +348,27 @@ pub struct Cli {
     /// Dedup window for client_msg_id, in seconds. [default: 86400]
     #[arg(long, env = "QUIP_DEDUP_WINDOW_SECS")]
     pub dedup_window_secs: Option<u64>,
+    /// Cluster mode: the Redis every node shares, e.g. redis://127.0.0.1:6379/0
+    /// (prefer QUIP_REDIS when it holds a password).
+    #[arg(long, env = "QUIP_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// This node's id in the cluster. [default: generated once, kept in
+    /// <data_dir>/node-id]
+    #[arg(long, env = "QUIP_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Presence entries of a node expire this long after its last refresh. [default:
+    /// 30000]
+    #[arg(long, env = "QUIP_CLUSTER_PRESENCE_TTL_MS")]
+    pub cluster_presence_ttl_ms: Option<u64>,
+    /// How long a looked-up route to a user's nodes is trusted. [default: 1000]
+    #[arg(long, env = "QUIP_CLUSTER_ROUTE_CACHE_MS")]
+    pub cluster_route_cache_ms: Option<u64>,
+    /// Where file bytes live. [default: <data_dir>/files]
+    #[arg(long, env = "QUIP_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// files_dir is shared by every node of the cluster (allows files in cluster mode).
+    #[arg(long, env = "QUIP_FILES_DIR_SHARED")]
+    pub files_dir_shared: bool,
     /// Minimum password length. [default: 8]
     #[arg(long, env = "QUIP_PASSWORD_MIN_LEN")]
     pub password_min_len: Option<usize>,
@@ -531,6 +580,8 @@ impl Config {
             max_connections,
             udp_buffer_bytes,
             dedup_window_secs,
+            cluster_presence_ttl_ms,
+            cluster_route_cache_ms,
             password_min_len,
             store_cache_mib,
             sync_batch,
@@ -581,6 +632,18 @@ impl Config {
         if let Some(secret) = &cli.turn_secret {
             config.turn_secret = Some(secret.clone());
         }
+        if let Some(redis) = &cli.redis {
+            config.redis = Some(redis.clone());
+        }
+        if let Some(node_id) = &cli.node_id {
+            config.node_id = Some(node_id.clone());
+        }
+        if let Some(dir) = &cli.files_dir {
+            config.files_dir = Some(dir.clone());
+        }
+        if cli.files_dir_shared {
+            config.files_dir_shared = true;
+        }
         if let Some(addr) = cli.http_addr {
             config.http_addr = Some(addr);
         }
@@ -595,6 +658,28 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The node's id: as configured, else the one kept in `<data_dir>/node-id`
+    /// (generated and written there the first time).
+    pub fn node_id(&self) -> std::io::Result<String> {
+        if let Some(node_id) = &self.node_id {
+            return Ok(node_id.clone());
+        }
+        let path = self.data_dir.join("node-id");
+        match std::fs::read_to_string(&path) {
+            Ok(kept) if valid_node_id(kept.trim()) => Ok(kept.trim().to_owned()),
+            Ok(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a valid node id", path.display()),
+            )),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let node_id = format!("node-{:08x}", rand::random::<u32>());
+                std::fs::write(&path, &node_id)?;
+                Ok(node_id)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -679,6 +764,21 @@ impl Config {
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return invalid("token lifetimes must be positive");
         }
+        if let Some(url) = &self.redis
+            && !url.starts_with("redis://")
+            && !url.starts_with("redis+unix://")
+            && !url.starts_with("unix://")
+        {
+            return invalid("redis must be a redis:// or unix:// URL");
+        }
+        if let Some(node_id) = &self.node_id
+            && !valid_node_id(node_id)
+        {
+            return invalid("node_id must be 1 to 64 letters, digits, '-', '_' or '.'");
+        }
+        if self.cluster_presence_ttl_ms < 300 {
+            return invalid("cluster_presence_ttl_ms must be at least 300");
+        }
         Ok(())
     }
 
@@ -706,6 +806,14 @@ impl Config {
             ..self
         }
     }
+}
+
+/// Node ids name Redis channels and presence fields: keep them plain.
+fn valid_node_id(node_id: &str) -> bool {
+    (1..=64).contains(&node_id.len())
+        && node_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::limits::{RateLimits, SharedLimiter};
 use crate::router::Router;
@@ -16,6 +17,8 @@ pub struct BrokerContext {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub router: Arc<Router>,
+    /// The other nodes (nobody on a single node).
+    pub cluster: Arc<dyn Cluster>,
     pub auth: AuthService,
     pub chat: Arc<ChatService>,
     pub groups: Arc<GroupService>,

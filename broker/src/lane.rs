@@ -174,6 +174,7 @@ impl<S: FrameSink> LaneWriter<S> {
             Some(position) if seq <= position => Ok(()),
             Some(position)
                 if seq == position + 1
+                    && !matches!(item, LaneItem::Reached { .. })
                     && seq <= state.caps.get(item.conv_id()).copied().unwrap_or(u64::MAX) =>
             {
                 accept(state, item);
@@ -191,6 +192,10 @@ impl<S: FrameSink> LaneWriter<S> {
             None => self.first_sight(state, item.conv_id()).await?,
         };
         if seq <= position || seq > state.caps.get(item.conv_id()).copied().unwrap_or(u64::MAX) {
+            return Ok(());
+        }
+        if let LaneItem::Reached { conv_id, .. } = &item {
+            self.catch_up(state, conv_id, seq).await?;
             return Ok(());
         }
         if seq > position + 1 {
@@ -271,6 +276,8 @@ fn accept(state: &mut State, item: LaneItem) {
         LaneItem::Advance { conv_id, .. } => {
             state.positions.insert(conv_id, seq);
         }
+        // Handled in `handle_slow`, which reads the missing messages instead.
+        LaneItem::Reached { .. } => {}
     }
 }
 

@@ -2,7 +2,10 @@
 //! calls [`Broker::start`]. Tests do the same with a temp data dir on port 0.
 //!
 //! - [`config`]: one `Config` from defaults, a TOML file, `QUIP_*` env and flags.
-//! - [`store`]: `trait Store` and the embedded sled implementation (group commit).
+//! - [`store`]: `trait Store`: the embedded sled implementation (group commit) and
+//!   the Redis one (cluster mode).
+//! - [`cluster`]: `trait Cluster`: the single node, or nodes joined by Redis
+//!   (presence, cross-node routing).
 //! - [`service`]: transport-free handlers (auth, chat).
 //! - [`router`]: online sessions and fan-out with a slow-consumer policy; [`queue`]:
 //!   the lane queues, which cost no memory while empty.
@@ -12,6 +15,7 @@
 
 pub mod admin_cli;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod dispatch;

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use quip_protocol::{ErrorCode, lane_for};
 
+use crate::cluster::{Cluster, Outbound};
 use crate::queue::{self, QueueReceiver, QueueSender};
 
 /// What a lane writer receives.
@@ -39,18 +40,26 @@ pub enum LaneItem {
     /// The device already holds `seq` (it sent it): move the lane's position past it
     /// without writing anything.
     Advance { conv_id: Arc<str>, seq: u64 },
+    /// The conversation has committed up to `seq`: read from the store whatever the
+    /// device misses up to it. Cluster mode sends it when a live delivery may have
+    /// missed this node (see `cluster`).
+    Reached { conv_id: Arc<str>, seq: u64 },
 }
 
 impl LaneItem {
     pub fn conv_id(&self) -> &Arc<str> {
         match self {
-            LaneItem::Deliver { conv_id, .. } | LaneItem::Advance { conv_id, .. } => conv_id,
+            LaneItem::Deliver { conv_id, .. }
+            | LaneItem::Advance { conv_id, .. }
+            | LaneItem::Reached { conv_id, .. } => conv_id,
         }
     }
 
     pub fn seq(&self) -> u64 {
         match self {
-            LaneItem::Deliver { seq, .. } | LaneItem::Advance { seq, .. } => *seq,
+            LaneItem::Deliver { seq, .. }
+            | LaneItem::Advance { seq, .. }
+            | LaneItem::Reached { seq, .. } => *seq,
         }
     }
 }
@@ -159,11 +168,25 @@ pub struct Router {
     /// When users whose last session just ended went offline, until presence has
     /// stored it as their last-seen time (so a query in between does not say "never").
     recently_offline: DashMap<String, u64>,
+    /// The other nodes, in cluster mode: deliveries, pushes and closes for users
+    /// connected elsewhere go there too. Weak: the cluster holds the router.
+    cluster: std::sync::OnceLock<std::sync::Weak<dyn Cluster>>,
 }
 
 impl Router {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Joins the router to a cluster: from now on, what it hands to local sessions is
+    /// also forwarded to the nodes where other recipients are connected.
+    pub fn join_cluster(&self, cluster: std::sync::Weak<dyn Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster, when this node is part of one.
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        self.cluster.get()?.upgrade()
     }
 
     /// Every session opened or closed from now on, in an unbounded channel (its rate
@@ -320,8 +343,28 @@ impl Router {
     }
 
     /// Ends every session of a user (or only those of `device_id`), e.g. on logout or
-    /// when an administrator disables the account. Returns how many were closed.
+    /// when an administrator disables the account, on every node. Returns how many
+    /// were closed on this one.
     pub fn close_user(
+        &self,
+        user_id: &str,
+        device_id: Option<&str>,
+        code: ErrorCode,
+        reason: &str,
+    ) -> usize {
+        if let Some(cluster) = self.cluster() {
+            cluster.forward(Outbound::Close {
+                user_id: user_id.to_owned(),
+                device_id: device_id.map(str::to_owned),
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+        self.close_user_here(user_id, device_id, code, reason)
+    }
+
+    /// [`close_user`](Router::close_user) on this node only.
+    pub fn close_user_here(
         &self,
         user_id: &str,
         device_id: Option<&str>,
@@ -358,6 +401,32 @@ impl Router {
         self.sessions.len()
     }
 
+    /// Every user with sessions on this node, with how many.
+    pub fn local_users(&self) -> Vec<(String, usize)> {
+        self.sessions
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().len()))
+            .collect()
+    }
+
+    /// Tells every session of `user_id` here that `conv_id` has committed up to
+    /// `seq`: each lane reads from the store whatever its device misses.
+    pub fn reached(&self, user_id: &str, conv_id: &Arc<str>, seq: u64) {
+        let mut slow = Vec::new();
+        if let Some(list) = self.sessions.get(user_id) {
+            for session in list.iter() {
+                let item = LaneItem::Reached {
+                    conv_id: conv_id.clone(),
+                    seq,
+                };
+                if !session.push(item) {
+                    slow.push(session.clone());
+                }
+            }
+        }
+        self.close_slow(slow);
+    }
+
     pub fn push_stats(&self) -> PushStats {
         PushStats {
             datagrams: self.datagrams.load(Ordering::Relaxed),
@@ -380,9 +449,30 @@ impl Router {
     }
 
     /// Hands message `seq` of `conv_id`, encoded once as `frame`, to every session of
-    /// every user in `recipients`. The origin session gets an `Advance` instead.
-    /// Returns how many sessions got the frame.
+    /// every user in `recipients`, on this node and (in a cluster) the others. The
+    /// origin session gets an `Advance` instead. Returns how many sessions here got
+    /// the frame.
     pub fn deliver(
+        &self,
+        conv_id: &Arc<str>,
+        seq: u64,
+        frame: &Bytes,
+        recipients: &Arc<[String]>,
+        origin: Option<Origin<'_>>,
+    ) -> usize {
+        if let Some(cluster) = self.cluster() {
+            cluster.forward(Outbound::Deliver {
+                conv_id: conv_id.clone(),
+                seq,
+                frame: frame.clone(),
+                recipients: recipients.clone(),
+            });
+        }
+        self.deliver_here(conv_id, seq, frame, recipients, origin)
+    }
+
+    /// [`deliver`](Router::deliver) to the sessions on this node only.
+    pub fn deliver_here(
         &self,
         conv_id: &Arc<str>,
         seq: u64,
@@ -424,10 +514,29 @@ impl Router {
     }
 
     /// Pushes `frame` to every session of `recipients` except `skip_session` (0:
-    /// none). Returns how many sessions took it. A reliable push that finds a
-    /// session's queue full closes that session as a slow consumer; an ephemeral one
-    /// is dropped, since it must never cost a device its session.
+    /// none), here and (in a cluster) on the other nodes. Returns how many sessions
+    /// here took it. A reliable push that finds a session's queue full closes that
+    /// session as a slow consumer; an ephemeral one is dropped, since it must never
+    /// cost a device its session.
     pub fn push(
+        &self,
+        frame: &Bytes,
+        recipients: &[String],
+        skip_session: u64,
+        how: Push,
+    ) -> usize {
+        if let Some(cluster) = self.cluster() {
+            cluster.forward(Outbound::Push {
+                frame: frame.clone(),
+                recipients: Arc::from(recipients),
+                how,
+            });
+        }
+        self.push_here(frame, recipients, skip_session, how)
+    }
+
+    /// [`push`](Router::push) to the sessions on this node only.
+    pub fn push_here(
         &self,
         frame: &Bytes,
         recipients: &[String],
@@ -540,7 +649,7 @@ mod tests {
             session_id: a1.id,
         };
         assert_eq!(
-            router.deliver(&conv, 1, &frame(), &recipients, Some(origin)),
+            router.deliver_here(&conv, 1, &frame(), &recipients, Some(origin)),
             2
         );
         assert!(matches!(
@@ -568,7 +677,7 @@ mod tests {
         let conv: Arc<str> = Arc::from("group:group_x");
         let recipients = vec!["user_s".to_owned(), "user_f".to_owned()];
         for seq in 1..=3 {
-            router.deliver(&conv, seq, &frame(), &recipients, None);
+            router.deliver_here(&conv, seq, &frame(), &recipients, None);
         }
         assert_eq!(*slow.0.lock().unwrap(), vec![ErrorCode::SlowConsumer]);
         assert_eq!(router.sessions_of("user_s"), 0);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bridge::BrokerBackend;
+use crate::cluster::{Cluster, ClusterError, LocalCluster, RedisCluster, RedisClusterOptions};
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::limits::{RateLimits, SharedLimiter};
@@ -14,11 +15,11 @@ use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
 use crate::service::{
     AccountService, AdminService, AuthService, CallLimits, CallService, ChatLimits, ChatService,
-    ContactService, CredentialRules, FileLimits, FileService, GroupLimits, GroupService,
+    ContactService, CredentialRules, FileDirs, FileLimits, FileService, GroupLimits, GroupService,
     MemberCache, PresenceService, ReceiptService, TokenIssuer,
 };
 use crate::shutdown::{Drained, Shutdown};
-use crate::store::{SledStore, Store, StoreError, sled::SledOptions};
+use crate::store::{RedisOptions, RedisStore, SledStore, Store, StoreError, sled::SledOptions};
 
 /// How often expired dedup records are swept.
 const DEDUP_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -32,6 +33,10 @@ pub enum StartError {
     },
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("node id: {0}")]
+    NodeId(std::io::Error),
     #[error("JWT secret: {0}")]
     Secret(String),
     #[error(transparent)]
@@ -71,18 +76,7 @@ impl Broker {
             source,
         })?;
         let secret = jwt_secret(&config)?;
-        let sled = Arc::new(SledStore::open(
-            &data_dir.join("store"),
-            SledOptions {
-                durability: config.durability,
-                dedup_window_ms: config.dedup_window_secs * 1000,
-                max_batch: config.store_max_batch,
-                queue_len: config.store_queue_len,
-                cache_bytes: config.store_cache_mib << 20,
-            },
-        )?);
-        spawn_dedup_sweep(&sled);
-        let store: Arc<dyn Store> = sled;
+        let store = open_store(&config).await?;
         let identity = TlsIdentity::load_or_generate(
             config.cert.as_deref(),
             config.key.as_deref(),
@@ -99,6 +93,8 @@ impl Broker {
         }
 
         let router = Arc::new(Router::new());
+        let members = Arc::new(MemberCache::new(store.clone()));
+        let cluster = join_cluster(&config, &router, &store, &members).await?;
         let auth = AuthService::new(
             store.clone(),
             TokenIssuer::new(
@@ -114,7 +110,6 @@ impl Broker {
             },
             &config.admin_usernames,
         );
-        let members = Arc::new(MemberCache::new(store.clone()));
         let chat = Arc::new(ChatService::new(
             store.clone(),
             router.clone(),
@@ -142,6 +137,7 @@ impl Broker {
         let presence = Arc::new(PresenceService::new(
             store.clone(),
             router.clone(),
+            cluster.clone(),
             config.max_presence_query as usize,
         ));
         let receipts = ReceiptService::new(
@@ -152,6 +148,7 @@ impl Broker {
         );
         let calls = CallService::new(
             router.clone(),
+            cluster.clone(),
             store.clone(),
             chat.clone(),
             CallLimits {
@@ -188,7 +185,7 @@ impl Broker {
             login_delay_max_ms: config.login_delay_max_ms,
         };
         let files = FileService::open(
-            &data_dir,
+            file_dirs(&config, &*cluster),
             store.clone(),
             chat.clone(),
             FileLimits {
@@ -206,6 +203,7 @@ impl Broker {
             config,
             store,
             router,
+            cluster,
             auth,
             chat,
             groups,
@@ -246,7 +244,14 @@ impl Broker {
         if let Some(http_addr) = http_addr {
             tracing::info!(%http_addr, "browser bridge listening (REST, /ws, web client)");
         }
-        tracing::info!(%quic_addr, durability = ?ctx.config.durability, data_dir = %data_dir.display(), "quip broker listening");
+        tracing::info!(
+            %quic_addr,
+            durability = ?ctx.config.durability,
+            data_dir = %data_dir.display(),
+            node = ctx.cluster.node_id(),
+            cluster = ctx.cluster.spans_nodes(),
+            "quip broker listening"
+        );
         Ok(Broker {
             quic_addr,
             fingerprint: identity.fingerprint,
@@ -317,6 +322,83 @@ impl Broker {
         // so the data dir can be opened again right away.
         drop(self.ctx);
         tracing::info!("quip broker stopped");
+    }
+}
+
+/// The store: Redis in cluster mode, else the embedded sled store in the data dir.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(url) = &config.redis {
+        let store = RedisStore::connect(RedisOptions {
+            url: url.clone(),
+            dedup_window_ms: config.dedup_window_secs * 1000,
+        })
+        .await?;
+        return Ok(Arc::new(store));
+    }
+    let sled = Arc::new(SledStore::open(
+        &config.data_dir.join("store"),
+        SledOptions {
+            durability: config.durability,
+            dedup_window_ms: config.dedup_window_secs * 1000,
+            max_batch: config.store_max_batch,
+            queue_len: config.store_queue_len,
+            cache_bytes: config.store_cache_mib << 20,
+        },
+    )?);
+    spawn_dedup_sweep(&sled);
+    Ok(sled)
+}
+
+/// The other nodes: joined through Redis in cluster mode (the router and the member
+/// cache then reach them too), else nobody.
+async fn join_cluster(
+    config: &Config,
+    router: &Arc<Router>,
+    store: &Arc<dyn Store>,
+    members: &Arc<MemberCache>,
+) -> Result<Arc<dyn Cluster>, StartError> {
+    let Some(url) = &config.redis else {
+        return Ok(Arc::new(LocalCluster));
+    };
+    let redis = RedisCluster::start(
+        RedisClusterOptions {
+            url: url.clone(),
+            node_id: config.node_id().map_err(StartError::NodeId)?,
+            presence_ttl: Duration::from_millis(config.cluster_presence_ttl_ms),
+            route_cache: Duration::from_millis(config.cluster_route_cache_ms),
+        },
+        router.clone(),
+        store.clone(),
+    )
+    .await?;
+    redis.attach_members(members);
+    let cluster: Arc<dyn Cluster> = redis;
+    router.join_cluster(Arc::downgrade(&cluster));
+    members.join_cluster(Arc::downgrade(&cluster));
+    Ok(cluster)
+}
+
+/// Where file bytes go, and whether this node may take files at all.
+fn file_dirs(config: &Config, cluster: &dyn Cluster) -> FileDirs {
+    let dir = config
+        .files_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("files"));
+    if !cluster.spans_nodes() {
+        return FileDirs {
+            tmp: dir.join("tmp"),
+            dir,
+            refused: None,
+        };
+    }
+    FileDirs {
+        tmp: dir.join("tmp").join(cluster.node_id()),
+        refused: (!config.files_dir_shared).then(|| {
+            "files are kept on each node's disk: a cluster needs files_dir on a file system \
+             every node shares, declared with files_dir_shared = true"
+                .to_owned()
+        }),
+        dir,
     }
 }
 
@@ -419,6 +501,8 @@ async fn follow_sessions(
         let Some(ctx) = ctx.upgrade() else {
             return;
         };
+        // First the cluster's view (presence asks it whether the user is elsewhere).
+        ctx.cluster.on_session_event(&event).await;
         ctx.calls.on_session_event(&event);
         ctx.presence.on_session_event(&event).await;
         ctx.account.on_session_event(&event).await;

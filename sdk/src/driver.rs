@@ -5,6 +5,7 @@
 //! logged out (`LOGGED_OUT`) or the account disabled (`ACCOUNT_DISABLED`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use quip_protocol::pb::{ErrorCode, hello};
@@ -124,13 +125,28 @@ pub(crate) async fn connect(shared: &Shared, auth: hello::Auth) -> Result<Establ
     if shared.is_shut_down() {
         return Err(SdkError::ClientClosed);
     }
-    let link = dial_with(
+    let current = shared.current_addr.load(Ordering::Relaxed);
+    let addr = shared.addrs[current % shared.addrs.len()];
+    let link = match dial_with(
         &shared.quic,
-        shared.addr,
+        addr,
         &shared.options.server_name,
         shared.options.endpoint.as_ref(),
     )
-    .await?;
+    .await
+    {
+        Ok(link) => link,
+        Err(error) => {
+            // Unreachable: the next attempt tries the next node of the cluster.
+            let _ = shared.current_addr.compare_exchange(
+                current,
+                (current + 1) % shared.addrs.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return Err(error);
+        }
+    };
     let hello = shared.hello(auth);
     let established = handshake(
         link,

@@ -44,6 +44,11 @@ pub struct ClientOptions {
     /// QUIC handshake) to push typing and presence on the control stream instead:
     /// for networks that mangle datagrams. Default `true`.
     pub datagrams: bool,
+    /// Other nodes of the same cluster. When the current address cannot be reached
+    /// (a node died), each reconnect attempt tries the next address, round robin, and
+    /// resumes there from the cursors. The nodes must present a certificate the
+    /// client's `Trust` accepts (in a cluster they share one). Default: none.
+    pub fallback_addrs: Vec<std::net::SocketAddr>,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +63,7 @@ impl Default for ClientOptions {
             event_buffer: 4096,
             request_timeout: Duration::from_secs(10),
             gap_grace: Duration::from_millis(500),
+            fallback_addrs: Vec::new(),
             endpoint: None,
             datagrams: true,
         }

@@ -37,7 +37,10 @@ pub(crate) struct Account {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) addr: SocketAddr,
+    /// The address given to `connect`, then `options.fallback_addrs`.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Index into `addrs` of the node dialled now; moves on when a dial fails.
+    pub(crate) current_addr: std::sync::atomic::AtomicUsize,
     pub(crate) options: ClientOptions,
     /// Built once from the trust and transport options; every dial reuses it.
     pub(crate) quic: quinn::ClientConfig,
@@ -103,8 +106,11 @@ impl Drop for Forget<'_> {
 
 impl Shared {
     pub(crate) fn new(addr: SocketAddr, options: ClientOptions, quic: quinn::ClientConfig) -> Self {
+        let mut addrs = vec![addr];
+        addrs.extend(options.fallback_addrs.iter().filter(|a| **a != addr));
         Self {
-            addr,
+            addrs,
+            current_addr: std::sync::atomic::AtomicUsize::new(0),
             inbox: Mutex::new(Inbox::new(options.event_buffer)),
             options,
             quic,

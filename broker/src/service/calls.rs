@@ -22,6 +22,7 @@ use quip_protocol::{ErrorCode, encode_frame_bytes, ids, pb};
 
 use super::auth::now_ms;
 use super::{Caller, ChatService, ServiceError, ServiceResult};
+use crate::cluster::Cluster;
 use crate::router::{Push, Router, SessionEvent};
 use crate::store::{NewMessage, Store};
 
@@ -74,6 +75,7 @@ struct Calls {
 #[derive(Debug)]
 pub struct CallService {
     router: Arc<Router>,
+    cluster: Arc<dyn Cluster>,
     store: Arc<dyn Store>,
     chat: Arc<ChatService>,
     limits: CallLimits,
@@ -92,18 +94,41 @@ enum Side {
 impl CallService {
     pub fn new(
         router: Arc<Router>,
+        cluster: Arc<dyn Cluster>,
         store: Arc<dyn Store>,
         chat: Arc<ChatService>,
         limits: CallLimits,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             router,
+            cluster,
             store,
             chat,
             limits,
             calls: Mutex::new(Calls::default()),
             me: me.clone(),
         })
+    }
+
+    /// Call state lives in one node's memory: in a cluster, a callee connected only
+    /// to other nodes is refused clearly rather than reported as missed.
+    async fn check_same_node(&self, callee: &str) -> ServiceResult<()> {
+        if !self.cluster.spans_nodes() || self.router.sessions_of(callee) > 0 {
+            return Ok(());
+        }
+        let elsewhere = self
+            .cluster
+            .devices_elsewhere(&[callee.to_owned()])
+            .await
+            .map_err(|error| ServiceError::new(ErrorCode::Unavailable, error.to_string()))?;
+        if elsewhere.first().copied().unwrap_or(0) > 0 {
+            return Err(ServiceError::new(
+                ErrorCode::Unavailable,
+                "the callee is connected to another node of the cluster: calls across nodes \
+                 are not supported yet",
+            ));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
@@ -176,6 +201,7 @@ impl CallService {
             Ok(pb::CallMedia::Audio | pb::CallMedia::Unspecified) => pb::CallMedia::Audio,
             Err(_) => return Err(ServiceError::invalid("unknown call media")),
         };
+        self.check_same_node(&request.to).await?;
         let call_id = format!("call_{:032x}", rand::random::<u128>());
         let ice_servers = self.ice_servers(caller.user_id);
         let call = Call {

@@ -47,15 +47,29 @@ pub struct FileLimits {
     pub thumbnail_max_px: u32,
 }
 
+/// Where the bytes of files live.
+#[derive(Debug, Clone)]
+pub struct FileDirs {
+    /// `<sha256>` and `<sha256>.thumb.jpg`.
+    pub dir: PathBuf,
+    /// Uploads in progress: inside `dir` (same file system, so the final rename is
+    /// atomic), one folder per node so that nodes sharing `dir` never clear each
+    /// other's uploads.
+    pub tmp: PathBuf,
+    /// Why files are refused altogether, if they are: in a cluster whose nodes do not
+    /// share `dir`, a file uploaded to one node could not be read from another.
+    pub refused: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct FileService {
     store: Arc<dyn Store>,
     chat: Arc<ChatService>,
-    /// `data/files`: `<sha256>` and `<sha256>.thumb.jpg`.
+    /// `<sha256>` and `<sha256>.thumb.jpg`.
     dir: PathBuf,
-    /// `data/files/tmp`: uploads in progress (same file system, so the final rename is
-    /// atomic).
+    /// Uploads in progress (see [`FileDirs::tmp`]).
     tmp: PathBuf,
+    refused: Option<String>,
     limits: FileLimits,
     thumbnailers: tokio::sync::Semaphore,
 }
@@ -63,13 +77,12 @@ pub struct FileService {
 impl FileService {
     /// Creates the directories if needed and clears uploads a crash left half-written.
     pub fn open(
-        data_dir: &Path,
+        dirs: FileDirs,
         store: Arc<dyn Store>,
         chat: Arc<ChatService>,
         limits: FileLimits,
     ) -> std::io::Result<Self> {
-        let dir = data_dir.join("files");
-        let tmp = dir.join("tmp");
+        let FileDirs { dir, tmp, refused } = dirs;
         std::fs::create_dir_all(&tmp)?;
         for entry in std::fs::read_dir(&tmp)? {
             let _ = std::fs::remove_file(entry?.path());
@@ -79,9 +92,18 @@ impl FileService {
             chat,
             dir,
             tmp,
+            refused,
             limits,
             thumbnailers: tokio::sync::Semaphore::new(THUMBNAILERS),
         })
+    }
+
+    /// UNAVAILABLE, with the reason, when this node refuses files.
+    fn check_available(&self) -> ServiceResult<()> {
+        match &self.refused {
+            Some(reason) => Err(ServiceError::new(ErrorCode::Unavailable, reason.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn max_file_bytes(&self) -> u64 {
@@ -98,6 +120,7 @@ impl FileService {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
     {
+        self.check_available()?;
         let too_large = || {
             ServiceError::new(
                 ErrorCode::FileTooLarge,
@@ -204,6 +227,7 @@ impl FileService {
     /// conversation they can read. Anyone else gets NOT_FOUND, as for a missing file,
     /// so file ids cannot be probed.
     pub async fn readable(&self, user_id: &str, file_id: &str) -> ServiceResult<FileRecord> {
+        self.check_available()?;
         let not_found = || ServiceError::new(ErrorCode::NotFound, "no such file");
         let record = self.store.file(file_id).await?.ok_or_else(not_found)?;
         if record.uploader == user_id {

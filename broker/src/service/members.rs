@@ -4,13 +4,15 @@
 //! store each time would cost a range scan per message. The cache holds one shared
 //! `Arc<[String]>` per group, dropped on every membership change (the group service
 //! calls [`MemberCache::invalidate`] after the change commits) and reloaded on the next
-//! message.
+//! message. In a cluster every node holds its own cache, so an invalidation is also
+//! broadcast to the other nodes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
+use crate::cluster::{Cluster, Outbound};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub struct MemberCache {
     /// Bumped by every invalidation. A load that began before an invalidation may have
     /// read the old list, so it is not cached (returned, but not kept).
     epoch: AtomicU64,
+    /// The other nodes, told of every invalidation (cluster mode).
+    cluster: std::sync::OnceLock<std::sync::Weak<dyn Cluster>>,
 }
 
 impl MemberCache {
@@ -28,6 +32,7 @@ impl MemberCache {
             store,
             groups: DashMap::new(),
             epoch: AtomicU64::new(0),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -53,8 +58,24 @@ impl MemberCache {
         Ok(ids)
     }
 
-    /// Forgets a group's list; call after every committed membership change.
+    /// From now on, invalidations reach the other nodes of `cluster` too.
+    pub fn join_cluster(&self, cluster: std::sync::Weak<dyn Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Forgets a group's list, here and on every other node; call after every
+    /// committed membership change.
     pub fn invalidate(&self, group_id: &str) {
+        if let Some(cluster) = self.cluster.get().and_then(std::sync::Weak::upgrade) {
+            cluster.forward(Outbound::MembersChanged {
+                group_id: group_id.to_owned(),
+            });
+        }
+        self.invalidate_here(group_id);
+    }
+
+    /// [`invalidate`](MemberCache::invalidate) on this node only.
+    pub fn invalidate_here(&self, group_id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.groups.remove(group_id);
     }

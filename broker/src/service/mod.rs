@@ -22,7 +22,7 @@ pub use calls::{CallLimits, CallService};
 pub use chat::{Access, Caller, ChatLimits, ChatService, SyncPoint};
 pub use contacts::ContactService;
 pub use error::{ServiceError, ServiceResult};
-pub use files::{FileLimits, FileService};
+pub use files::{FileDirs, FileLimits, FileService};
 pub use groups::{GroupLimits, GroupService};
 pub use members::MemberCache;
 pub use presence::PresenceService;

@@ -6,6 +6,10 @@
 //! to the online devices of the user's 1:1 partners. Group members are never pushed
 //! to: in a 10,000-member group every connect would otherwise cost 10,000 pushes.
 //! They ask instead ([`PresenceService::group`]), which costs one member scan.
+//!
+//! In a cluster a user is online while any node holds one of their devices: a node
+//! whose last session of the user ends says "offline" only if no other node has
+//! one, and queries add the devices the user has elsewhere.
 
 use std::sync::Arc;
 
@@ -14,6 +18,7 @@ use quip_protocol::{ErrorCode, encode_frame_bytes, pb};
 
 use super::auth::now_ms;
 use super::{Caller, ServiceError, ServiceResult};
+use crate::cluster::{Cluster, ClusterError};
 use crate::router::{Push, Router, SessionEvent};
 use crate::store::Store;
 
@@ -21,17 +26,37 @@ use crate::store::Store;
 pub struct PresenceService {
     store: Arc<dyn Store>,
     router: Arc<Router>,
+    cluster: Arc<dyn Cluster>,
     /// Most users per query, and most online members listed for a group.
     max_query: usize,
 }
 
 impl PresenceService {
-    pub fn new(store: Arc<dyn Store>, router: Arc<Router>, max_query: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<Router>,
+        cluster: Arc<dyn Cluster>,
+        max_query: usize,
+    ) -> Self {
         Self {
             store,
             router,
+            cluster,
             max_query,
         }
+    }
+
+    /// Devices each user has connected to other nodes (all 0 on a single node).
+    async fn devices_elsewhere(&self, users: &[String]) -> ServiceResult<Vec<u32>> {
+        if !self.cluster.spans_nodes() {
+            return Ok(vec![0; users.len()]);
+        }
+        self.cluster
+            .devices_elsewhere(users)
+            .await
+            .map_err(|ClusterError::Unavailable(why)| {
+                ServiceError::new(ErrorCode::Unavailable, format!("presence: {why}"))
+            })
     }
 
     /// Follows a session event: when it takes the user online (first device) or
@@ -44,6 +69,23 @@ impl PresenceService {
         };
         if !changed {
             return;
+        }
+        if self.cluster.spans_nodes() {
+            match self
+                .devices_elsewhere(std::slice::from_ref(&event.user_id))
+                .await
+            {
+                // Online on another node: neither arriving nor leaving changes that.
+                Ok(elsewhere) if elsewhere[0] > 0 => {
+                    self.router.forget_offline(&event.user_id, u64::MAX);
+                    return;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, user = %event.user_id, "presence change not announced");
+                    return;
+                }
+            }
         }
         let mut last_seen_ms = 0;
         if !event.opened {
@@ -135,9 +177,10 @@ impl PresenceService {
         // Read before the sessions: any change after this gets a higher version, so a
         // client keeping the highest version never drops a newer push for this answer.
         let version = self.router.presence_version();
+        let elsewhere = self.devices_elsewhere(user_ids).await?;
         let mut presences = Vec::with_capacity(user_ids.len());
-        for user_id in user_ids {
-            let devices = self.router.sessions_of(user_id);
+        for (user_id, elsewhere) in user_ids.iter().zip(elsewhere) {
+            let devices = self.router.sessions_of(user_id) + elsewhere as usize;
             let last_seen_ms = match (devices, self.router.recently_offline(user_id)) {
                 (0, Some(at)) => at,
                 (0, None) => self.store.last_seen(user_id).await?,
@@ -182,9 +225,11 @@ impl PresenceService {
         let mut after = String::new();
         loop {
             let page = self.store.members(&request.group_id, &after, PAGE).await?;
-            for member in &page {
+            let ids: Vec<String> = page.iter().map(|m| m.user_id.clone()).collect();
+            let elsewhere = self.devices_elsewhere(&ids).await?;
+            for (member, elsewhere) in page.iter().zip(elsewhere) {
                 member_count += 1;
-                if self.router.sessions_of(&member.user_id) > 0 {
+                if self.router.sessions_of(&member.user_id) > 0 || elsewhere > 0 {
                     online_count += 1;
                     if online_user_ids.len() < limit {
                         online_user_ids.push(member.user_id.clone());

@@ -19,6 +19,7 @@
 mod cursor_buffer;
 mod keys;
 mod records;
+pub mod redis;
 pub mod sled;
 mod writer;
 
@@ -31,6 +32,7 @@ pub use records::{
     ContactRequestRecord, DeviceRecord, FileRecord, FormerMemberRecord, GroupRecord,
     JoinRequestRecord, MemberRecord, RefreshRecord, UserRecord, UserSettingsRecord,
 };
+pub use redis::{RedisOptions, RedisStore};
 pub use sled::SledStore;
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).

@@ -4,7 +4,7 @@
 //! Real brokers on loopback, real SDK clients; nothing here asserts how long
 //! anything took.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -3,7 +3,7 @@
 //! friends-only DMs, devices and logging out (close 4028), the admin API (disabling
 //! closes with 4018), and REST / WebSocket rate limits (429 with `Retry-After`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

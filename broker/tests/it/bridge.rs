@@ -2,7 +2,7 @@
 //! REST endpoint, the SimpleIM JSON protocol, interop with QUIC users, and the OpenAPI
 //! document kept in sync with the routes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

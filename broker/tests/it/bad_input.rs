@@ -1,6 +1,6 @@
 //! Malformed input refuses only the offending connection; everyone else keeps going.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

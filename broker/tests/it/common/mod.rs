@@ -1,6 +1,5 @@
 //! Test harness: a real broker on 127.0.0.1 port 0 with a temp data dir, and SDK
 //! clients that talk to it over real QUIC, pinning its certificate fingerprint.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use quip_broker::{Broker, Config};
 use quip_protocol::{ErrorCode, FrameDecoder};
 use quip_sdk::{Client, ClientOptions, Event, ReconnectPolicy, TransportOptions, Trust, dial, pb};
 
+pub mod redis;
 pub mod web;
 
 /// Generous bound for anything a test waits on; only hit when something is broken.

@@ -6,7 +6,7 @@
 //! CI runs a short version; `QUIP_CRASH_KILLS=25 cargo test -p quip-broker --test
 //! crash -- --nocapture` runs a long one and prints its counts.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};

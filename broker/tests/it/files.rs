@@ -2,7 +2,7 @@
 //! own, the size limit, cut-off uploads, who may read a file, media messages, image
 //! thumbnails, ranges and content-addressed storage.
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

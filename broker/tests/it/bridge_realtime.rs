@@ -4,7 +4,7 @@
 //! signalling (60, 61), and the REST endpoints for presence, group online, receipt
 //! counts, readers, recall and edit.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

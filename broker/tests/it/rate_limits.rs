@@ -5,7 +5,7 @@
 //! tests send until refused rather than assuming how fast a send is, and only wait
 //! as long as the broker says.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

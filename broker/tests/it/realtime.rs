@@ -3,7 +3,7 @@
 //! signalling, recall and edit. Real brokers on loopback, real SDK clients; nothing
 //! here asserts how long anything took.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Accounts over real QUIC: registration and login rules, JWT checks, refresh rotation.
 
-mod common;
+use crate::common;
 
 use common::{PASSWORD, TestBroker};
 use quip_broker::service::tokens::{AUDIENCE, Claims, ISSUER, TokenIssuer};

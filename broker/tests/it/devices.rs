@@ -3,7 +3,7 @@
 //! everywhere (keeping the current device or not). Real brokers on loopback, real
 //! SDK clients; nothing here asserts how long anything took.
 
-mod common;
+use crate::common;
 
 use common::{PASSWORD, TestBroker, WAIT};
 use quip_protocol::ErrorCode;

@@ -1,6 +1,6 @@
 //! 1:1 chat end to end over real QUIC: order, multi-device fan-out, dedup, restart.
 
-mod common;
+use crate::common;
 
 use common::{TestBroker, WAIT, messages, next_message, text};
 use quip_sdk::pb;

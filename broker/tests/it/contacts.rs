@@ -4,7 +4,7 @@
 //! friends-only setting. Real brokers on loopback, real SDK clients; nothing here
 //! asserts how long anything took.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Design section 4 over real QUIC: offline delivery, resume, sync racing live sends,
 //! history pagination, unread counts, slow consumers, and bad cursors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! no transport needed); members are real SDK clients over QUIC, so fan-out and sync
 //! are checked end to end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! limit, byte ranges, who may read a file (and `?access_token=`), sending a file in a
 //! message, and content-addressed storage.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
