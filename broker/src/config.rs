@@ -66,6 +66,25 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Concurrent connections; more are refused.
     pub max_connections: usize,
+    /// Most connections (QUIC and WebSocket together) from one client address (IPv6:
+    /// per /64); 0 = no limit. Beyond it new connections are refused.
+    pub max_connections_per_ip: u32,
+    /// Above this many QUIC handshakes in progress, new clients must first prove their
+    /// address with a Retry round trip (spoofed floods then cost no handshake state);
+    /// 0 = always.
+    pub quic_retry_above_handshakes: usize,
+    /// QUIC flow control, sized for many connections: bytes a client may send on one
+    /// stream before the broker reads them, on the whole connection, and bytes the
+    /// broker buffers per connection unacknowledged.
+    pub quic_stream_receive_window: u64,
+    pub quic_receive_window: u64,
+    pub quic_send_window: u64,
+    /// Log lines as `text` (for people) or `json` (one object per line, for
+    /// collectors).
+    pub log_format: LogFormat,
+    /// Production mode: refuses to start without a configured certificate (no
+    /// self-signed one) and without an explicit JWT secret.
+    pub production: bool,
     /// Receive and send buffer of the QUIC UDP socket (the kernel caps it at
     /// `net.core.rmem_max` / `wmem_max`). Tens of thousands of clients handshaking or
     /// keeping alive at once overflow a default 208 KiB buffer, and dropped packets
@@ -203,6 +222,13 @@ impl Default for Config {
             hello_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             max_connections: 200_000,
+            max_connections_per_ip: 256,
+            quic_retry_above_handshakes: 256,
+            quic_stream_receive_window: 1 << 20,
+            quic_receive_window: 4 << 20,
+            quic_send_window: 4 << 20,
+            log_format: LogFormat::Text,
+            production: false,
             udp_buffer_bytes: 8 << 20,
             max_inflight_per_connection: 256,
             username_min_len: 3,
@@ -341,6 +367,29 @@ pub struct Cli {
     /// Maximum concurrent connections. [default: 200000]
     #[arg(long, env = "QUIP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections from one client address (IPv6: /64); 0 = no limit. [default:
+    /// 256]
+    #[arg(long, env = "QUIP_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+    /// QUIC Retry (address validation) above this many handshakes in progress; 0 =
+    /// always. [default: 256]
+    #[arg(long, env = "QUIP_QUIC_RETRY_ABOVE_HANDSHAKES")]
+    pub quic_retry_above_handshakes: Option<usize>,
+    /// QUIC per-stream receive window in bytes. [default: 1048576]
+    #[arg(long, env = "QUIP_QUIC_STREAM_RECEIVE_WINDOW")]
+    pub quic_stream_receive_window: Option<u64>,
+    /// QUIC per-connection receive window in bytes. [default: 4194304]
+    #[arg(long, env = "QUIP_QUIC_RECEIVE_WINDOW")]
+    pub quic_receive_window: Option<u64>,
+    /// QUIC per-connection send window in bytes. [default: 4194304]
+    #[arg(long, env = "QUIP_QUIC_SEND_WINDOW")]
+    pub quic_send_window: Option<u64>,
+    /// Log format: text or json. [default: text]
+    #[arg(long, env = "QUIP_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Production mode: refuse a self-signed certificate and a generated JWT secret.
+    #[arg(long, env = "QUIP_PRODUCTION")]
+    pub production: bool,
     /// QUIC UDP socket receive/send buffer in bytes (capped by the kernel's
     /// net.core.rmem_max/wmem_max). [default: 8388608]
     #[arg(long, env = "QUIP_UDP_BUFFER_BYTES")]
@@ -578,6 +627,12 @@ impl Config {
             hello_timeout_ms,
             idle_timeout_ms,
             max_connections,
+            max_connections_per_ip,
+            quic_retry_above_handshakes,
+            quic_stream_receive_window,
+            quic_receive_window,
+            quic_send_window,
+            log_format,
             udp_buffer_bytes,
             dedup_window_secs,
             cluster_presence_ttl_ms,
@@ -643,6 +698,9 @@ impl Config {
         }
         if cli.files_dir_shared {
             config.files_dir_shared = true;
+        }
+        if cli.production {
+            config.production = true;
         }
         if let Some(addr) = cli.http_addr {
             config.http_addr = Some(addr);
@@ -806,6 +864,16 @@ impl Config {
             ..self
         }
     }
+}
+
+/// How log lines are written.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Node ids name Redis channels and presence fields: keep them plain.
