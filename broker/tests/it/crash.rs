@@ -3,6 +3,9 @@
 //! Afterwards every ACKed message must be in history exactly once, seqs dense, and
 //! every receiver must have surfaced each message exactly once.
 //!
+//! The same runs in cluster mode: the broker is a node on a real `redis-server`, so
+//! every ACK must survive the node's death in Redis instead of sled.
+//!
 //! CI runs a short version; `QUIP_CRASH_KILLS=25 cargo test -p quip-broker --test
 //! crash -- --nocapture` runs a long one and prints its counts.
 
@@ -27,21 +30,30 @@ struct ChildBroker {
     child: Option<Child>,
     data_dir: PathBuf,
     addr: SocketAddr,
+    /// Cluster mode: the Redis the node uses as its store.
+    redis: Option<String>,
 }
 
 impl ChildBroker {
-    fn start(data_dir: &Path, addr: SocketAddr) -> ChildBroker {
+    fn start(data_dir: &Path, addr: SocketAddr, redis: Option<String>) -> ChildBroker {
         let mut broker = ChildBroker {
             child: None,
             data_dir: data_dir.to_owned(),
             addr,
+            redis,
         };
         broker.spawn();
         broker
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_quip-broker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quip-broker"));
+        if let Some(url) = &self.redis {
+            command.args(["--redis", url, "--node-id", "crash-node"]);
+        }
+        let child = command
+            // No browser bridge: it would bind a fixed port, and nothing here uses it.
+            .arg("--no-http")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--quic-addr")
@@ -155,13 +167,25 @@ struct Ledger {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_messages_survive_sigkill_exactly_once() {
+    kill_loop(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_survive_sigkill_exactly_once_in_cluster_mode() {
+    let redis = common::redis::RedisServer::start();
+    kill_loop(Some(redis.url())).await;
+}
+
+/// Kills the broker (a cluster node on `redis`, if given) at random moments while
+/// clients send, then checks every ACKed message was stored and delivered once.
+async fn kill_loop(redis: Option<String>) {
     common::init_tracing();
     let kills: usize = std::env::var("QUIP_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = ChildBroker::start(dir.path(), free_udp_port());
+    let mut broker = ChildBroker::start(dir.path(), free_udp_port(), redis);
 
     // Accounts first (registration is itself durable before it answers).
     let mut receiver_ids = Vec::new();
