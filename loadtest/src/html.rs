@@ -27,6 +27,7 @@ const HEADLINE: &[&str] = &[
     "end_to_end_latency",
     "catch_up_latency",
     "median_resume_ms",
+    "broker.target",
     "broker.durability",
     "broker.peak_rss_bytes",
 ];

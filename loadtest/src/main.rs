@@ -12,6 +12,8 @@
 //! quip-loadtest --spawn --durability os group --members 200 --senders 2 --window 32
 //! # QUIC and WebSocket clients together (pairs across transports, plus a group):
 //! quip-loadtest --spawn mixed --pairs 10 --members 50 --senders 2
+//! # A cluster of 2 nodes on a Redis it starts; each pair's users on different nodes:
+//! quip-loadtest --spawn-cluster 2 --durability os pairs --pairs 10 --window 32 --duration 10
 //! # A running broker (its RSS sampled through --broker-pid), with an HTML report:
 //! quip-loadtest --addr 127.0.0.1:4433 --cert data/tls/cert.pem --http-addr 127.0.0.1:8080 \
 //!     --broker-pid "$(pidof quip-broker)" --json out.json --html out.html pairs
@@ -30,9 +32,12 @@
 //! one-second `timeline` (rates, p50/p99 of ACK and end-to-end latency, broker RSS)
 //! and the `errors` seen; `--html FILE` renders it with SVG plots. A progress bar
 //! shows the phase, msgs/s and p99 on stderr when it is a terminal (`--quiet` hides
-//! it). `--durability` is passed to a spawned broker and otherwise only recorded.
+//! it). `--durability` is passed to a spawned broker (every node of a spawned
+//! cluster) and otherwise only recorded. Spawned brokers and Redis are stopped when
+//! the run ends, fails or is interrupted (Ctrl-C, SIGTERM).
 
 mod chart;
+mod cluster;
 mod conn;
 mod endpoints;
 mod html;
@@ -48,12 +53,13 @@ mod sampler;
 mod scenario;
 mod sender;
 mod target;
+mod temp_dir;
 mod users;
 mod ws_client;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -96,7 +102,8 @@ enum Scenario {
     /// Hold C idle connections (QUIC or WebSocket) and measure the broker's memory.
     Idle(scenario::idle::IdleArgs),
     /// Fill a store with millions of messages (once), then time broker starts on it
-    /// until the first QUIC handshake. Starts its own brokers (ignores --spawn/--addr).
+    /// until the first QUIC handshake. Starts its own brokers (ignores --spawn,
+    /// --spawn-cluster and --addr).
     Startup(scenario::startup::StartupArgs),
 }
 
@@ -113,6 +120,28 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Before the broker is spawned: it inherits the limit.
     limits::raise_nofile();
+    // Interrupted, the run's future is dropped, and with it the target: spawned
+    // brokers and Redis are stopped and their temp dirs removed (they are not in our
+    // process group, so Ctrl-C does not reach them directly).
+    tokio::select! {
+        result = run_cli(&cli) => result,
+        signal = interrupted() => bail!("interrupted by {signal}"),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM and names it; never returns if neither handler can be
+/// installed.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        Ok(()) = tokio::signal::ctrl_c() => "Ctrl-C",
+        Some(()) = async { terminate.as_mut()?.recv().await } => "SIGTERM",
+        else => std::future::pending().await,
+    }
+}
+
+async fn run_cli(cli: &Cli) -> anyhow::Result<()> {
     if let Scenario::Startup(args) = &cli.scenario {
         let text = serde_json::to_string_pretty(&scenario::startup::run(args).await?)?;
         println!("{text}");
@@ -124,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     let target = target::Target::resolve(&cli.target).await?;
     let run = run::Run::new(target, progress::Progress::new(cli.quiet), cli.endpoints)?;
     let sampler =
-        sampler::Sampler::start(run.metrics.clone(), run.target.pid(), run.progress.clone());
+        sampler::Sampler::start(run.metrics.clone(), run.target.pids(), run.progress.clone());
     let result = match &cli.scenario {
         Scenario::Pairs(args) => scenario::pairs::run(&run, args).await,
         Scenario::Group(args) => scenario::group::run(&run, args).await,

@@ -54,16 +54,34 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The summed resident set size of `pids` (a cluster's nodes); `None` when none
+/// could be read.
+pub fn total_rss_bytes(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .filter_map(|&pid| rss_bytes(pid))
+        .reduce(|a, b| a + b)
+}
+
+/// Adds what was loaded: `target` describes it ("cluster of N nodes on Redis", …),
+/// `addr` is the first node's, `nodes` every node's; `rss_bytes` is summed over the
+/// nodes, and a spawned cluster's Redis is reported on its own.
 pub fn with_broker_info(mut result: Value, target: &Target) -> Value {
     if let Value::Object(map) = &mut result {
-        map.insert(
-            "broker".into(),
-            json!({
-                "addr": target.addr.to_string(),
-                "durability": target.durability,
-                "rss_bytes": target.pid().and_then(rss_bytes),
-            }),
-        );
+        let mut broker = json!({
+            "target": target.description,
+            "addr": target.node(0).addr.to_string(),
+            "nodes": target
+                .nodes()
+                .iter()
+                .map(|node| json!({"name": node.name, "addr": node.addr.to_string()}))
+                .collect::<Vec<_>>(),
+            "durability": target.durability,
+            "rss_bytes": total_rss_bytes(&target.pids()),
+        });
+        if let Some(pid) = target.redis_pid() {
+            broker["redis_rss_bytes"] = json!(rss_bytes(pid));
+        }
+        map.insert("broker".into(), broker);
     }
     result
 }

@@ -40,8 +40,8 @@ pub struct Schedule {
 impl Run {
     /// `endpoints`: how many UDP sockets the QUIC clients share.
     pub fn new(target: Target, progress: Progress, endpoints: usize) -> anyhow::Result<Run> {
-        let endpoints =
-            EndpointPool::new(endpoints, target.addr).context("binding client endpoints")?;
+        let endpoints = EndpointPool::new(endpoints, target.node(0).addr)
+            .context("binding client endpoints")?;
         Ok(Run {
             target,
             metrics: Metrics::new(),
@@ -51,10 +51,11 @@ impl Run {
         })
     }
 
-    /// A QUIC client on one of the shared endpoints.
-    pub async fn quic_client(&self, device_id: &str) -> anyhow::Result<Client> {
+    /// A QUIC client of node `node` (see [`Target::node`]) on one of the shared
+    /// endpoints.
+    pub async fn quic_client(&self, node: usize, device_id: &str) -> anyhow::Result<Client> {
         self.target
-            .client_on(device_id, Some(self.endpoints.next()))
+            .client_on(node, device_id, Some(self.endpoints.next()))
             .await
     }
 

@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::metrics::Metrics;
 use crate::progress::{Progress, Status};
-use crate::report::rss_bytes;
+use crate::report::total_rss_bytes;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// An interval cut shorter than this (two phase changes in a row) is merged into
@@ -34,7 +34,8 @@ pub struct Point {
     pub ack_p99_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
-    /// The broker's resident set size; `None` without a local broker pid.
+    /// The broker's resident set size (a cluster's: the sum over its nodes); `None`
+    /// without a local broker pid.
     pub rss_bytes: Option<u64>,
 }
 
@@ -46,10 +47,11 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `metrics` (and `broker_pid`'s RSS) every second.
-    pub fn start(metrics: Arc<Metrics>, broker_pid: Option<u32>, progress: Progress) -> Sampler {
+    /// Starts sampling `metrics` (and the brokers' RSS, summed over `broker_pids`)
+    /// every second.
+    pub fn start(metrics: Arc<Metrics>, broker_pids: Vec<u32>, progress: Progress) -> Sampler {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(sample(metrics, broker_pid, progress, stopped));
+        let task = tokio::spawn(sample(metrics, broker_pids, progress, stopped));
         Sampler { stop, task }
     }
 
@@ -62,7 +64,7 @@ impl Sampler {
 
 async fn sample(
     metrics: Arc<Metrics>,
-    broker_pid: Option<u32>,
+    broker_pids: Vec<u32>,
     progress: Progress,
     mut stopped: oneshot::Receiver<()>,
 ) -> Vec<Point> {
@@ -95,7 +97,7 @@ async fn sample(
                 ack_p99_ms: quantile_ms(&interval.ack, 0.99),
                 e2e_p50_ms: quantile_ms(&interval.e2e, 0.5),
                 e2e_p99_ms: quantile_ms(&interval.e2e, 0.99),
-                rss_bytes: broker_pid.and_then(rss_bytes),
+                rss_bytes: total_rss_bytes(&broker_pids),
             };
             progress.status(Status {
                 phase: metrics.phase(),

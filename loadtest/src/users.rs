@@ -23,18 +23,22 @@ pub const PASSWORD: &str = "loadtest-password";
 /// How long a new connection may take to finish its catch-up (`SyncDone`).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A user to create: its role (a short username prefix), index and transport.
+/// A user to create: its role (a short username prefix), index, transport, and the
+/// node it connects to (see [`crate::target::Target::node`]: modulo the node count).
 #[derive(Debug, Clone, Copy)]
 pub struct UserSpec {
     pub prefix: &'static str,
     pub index: usize,
     pub transport: Transport,
+    pub node: usize,
 }
 
 /// Registers and connects every user, in order, each once its catch-up is done.
 pub async fn connect_all(run: &Run, specs: &[UserSpec]) -> anyhow::Result<Vec<Arc<Conn>>> {
-    let websockets = specs.iter().any(|spec| spec.transport == Transport::Ws);
-    if websockets && run.target.http_addr.is_none() {
+    let unreachable = specs.iter().any(|spec| {
+        spec.transport == Transport::Ws && run.target.node(spec.node).http_addr.is_none()
+    });
+    if unreachable {
         bail!("WebSocket clients need the broker's --http-addr (or --spawn)");
     }
     run.progress.setup("users", specs.len() as u64);
@@ -62,14 +66,15 @@ pub async fn close_all(conns: &[Arc<Conn>]) {
 async fn connect(run: &Run, spec: &UserSpec) -> anyhow::Result<Conn> {
     let device_id = format!("{}-{}", spec.prefix, spec.index);
     let username = format!("lt{:08x}{}{}", run.id, spec.prefix, spec.index);
-    let client = run.quic_client(&device_id).await?;
+    let node = run.target.node(spec.node);
+    let client = run.quic_client(spec.node, &device_id).await?;
     let tokens = client.register(&username, PASSWORD, None).await?;
     let conn = match spec.transport {
         Transport::Quic => Conn::quic(client, username),
         Transport::Ws => {
             let user_id = client.user_id().unwrap_or_default();
             client.close().await;
-            let http_addr = run.target.http_addr.context("no --http-addr")?;
+            let http_addr = node.http_addr.context("no --http-addr")?;
             let ws = WsClient::connect(http_addr, &tokens.access_token, &device_id).await?;
             Conn::ws(ws, user_id, username)
         }

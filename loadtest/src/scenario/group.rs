@@ -99,13 +99,15 @@ pub fn fan_out(summary: &Summary) -> Value {
     })
 }
 
-/// The members of a group of `count`; `transport(i)` gives member `i`'s.
+/// The members of a group of `count`; `transport(i)` gives member `i`'s. Member `i`
+/// is on node `i` (modulo the node count): round-robin over a cluster.
 pub fn specs(count: usize, transport: impl Fn(usize) -> Transport) -> Vec<UserSpec> {
     (0..count)
         .map(|index| UserSpec {
             prefix: "gm",
             index,
             transport: transport(index),
+            node: index,
         })
         .collect()
 }
@@ -115,7 +117,7 @@ pub fn specs(count: usize, transport: impl Fn(usize) -> Transport) -> Vec<UserSp
 /// WebSocket, which has no group operations), so its load connection is untouched.
 pub async fn form(run: &Run, members: &[Arc<Conn>]) -> anyhow::Result<String> {
     let owner = members.first().context("a group needs members")?;
-    let admin = run.quic_client("group-admin").await?;
+    let admin = run.quic_client(0, "group-admin").await?;
     admin.login(owner.username(), PASSWORD).await?;
     let others: Vec<String> = members[1..]
         .iter()

@@ -43,6 +43,9 @@ use crate::mint::Minter;
 use crate::report::rss_bytes;
 use crate::run::Run;
 
+/// The node every connection goes to (on a cluster, node-1: its memory is the one
+/// measured; see [`crate::target::Target::pid`]).
+const NODE: usize = 0;
 /// Connections per client QUIC endpoint: sharing a UDP socket saves a descriptor and
 /// a driver task per connection, while several sockets spread the packet processing.
 const CONNECTIONS_PER_ENDPOINT: usize = 10_000;
@@ -128,6 +131,7 @@ struct Dialer {
 
 pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
     let target = &run.target;
+    let node = target.node(NODE);
     let pid = target.pid().context(
         "idle measures the broker's memory, so it needs the broker's pid: \
          use --spawn or --broker-pid",
@@ -142,7 +146,7 @@ pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
     let (http_addr, source_ips) = match args.transport {
         Transport::Quic => (None, 1),
         Transport::Ws => {
-            let http_addr = target
+            let http_addr = node
                 .http_addr
                 .context("--transport ws needs the broker's --http-addr (or --spawn)")?;
             let nofile = limits::nofile();
@@ -168,7 +172,7 @@ pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
     let rss_before = rss_bytes(pid).context("cannot read the broker's RSS from /proc")?;
     // QUIC only: the broker's one UDP socket carries every connection.
     let udp_drops_before = match args.transport {
-        Transport::Quic => udp_drops(target.addr.port()),
+        Transport::Quic => udp_drops(node.addr.port()),
         Transport::Ws => None,
     };
 
@@ -176,7 +180,7 @@ pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
         Transport::Quic => Some(
             EndpointPool::new(
                 args.connections.div_ceil(CONNECTIONS_PER_ENDPOINT),
-                target.addr,
+                node.addr,
             )
             .context("binding client endpoints")?,
         ),
@@ -185,8 +189,8 @@ pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
     let dialer = Arc::new(Dialer {
         minter: Minter::new(secret),
         users,
-        quic_addr: target.addr,
-        quic_config: quic_config(&target.cert)?,
+        quic_addr: node.addr,
+        quic_config: quic_config(&node.cert)?,
         endpoints,
         http_addr,
         source_ips,
@@ -240,7 +244,7 @@ pub async fn run(run: &Run, args: &IdleArgs) -> anyhow::Result<Value> {
     let rss_after = hold_rss.get(hold_rss.len() / 2).copied();
 
     let broker_udp_drops = udp_drops_before
-        .and_then(|before| Some(udp_drops(target.addr.port())?.saturating_sub(before)));
+        .and_then(|before| Some(udp_drops(node.addr.port())?.saturating_sub(before)));
     let mut dropped = 0usize;
     for conn in &mut held {
         if let Some(reason) = conn.end_reason().await {
@@ -470,7 +474,7 @@ async fn register_users(run: &Run, count: usize) -> anyhow::Result<Vec<String>> 
     run.progress.setup("users", count as u64);
     stream::iter(0..count)
         .map(|j| async move {
-            let client = super::new_user(&run.target, "u", j, run.id).await?;
+            let client = super::new_user(&run.target, NODE, "u", j, run.id).await?;
             let user_id = client.user_id().context("registered without a user id")?;
             client.close().await;
             run.progress.step();

@@ -12,14 +12,15 @@ use quip_sdk::Client;
 
 use crate::target::Target;
 
-/// Registers a fresh user (unique per run) on its own client.
+/// Registers a fresh user (unique per run) on its own client of node `node`.
 pub async fn new_user(
     target: &Target,
+    node: usize,
     prefix: &str,
     index: usize,
     run: u32,
 ) -> anyhow::Result<Client> {
-    let client = target.client(&format!("{prefix}-{index}")).await?;
+    let client = target.client(node, &format!("{prefix}-{index}")).await?;
     client
         .register(
             &format!("lt{run:08x}{prefix}{index}"),

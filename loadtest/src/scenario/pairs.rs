@@ -52,7 +52,9 @@ pub async fn run(run: &Run, args: &PairsArgs) -> anyhow::Result<Value> {
 }
 
 /// The users of `count` pairs, sender then receiver; `transports(i)` gives pair
-/// `i`'s sender and receiver transports.
+/// `i`'s sender and receiver transports. Pair `i`'s sender is on node `i` and its
+/// receiver on node `i + 1` (modulo the node count), so on a cluster every message
+/// crosses nodes.
 pub fn specs(count: usize, transports: impl Fn(usize) -> (Transport, Transport)) -> Vec<UserSpec> {
     (0..count)
         .flat_map(|index| {
@@ -62,11 +64,13 @@ pub fn specs(count: usize, transports: impl Fn(usize) -> (Transport, Transport))
                     prefix: "ps",
                     index,
                     transport: sender,
+                    node: index,
                 },
                 UserSpec {
                     prefix: "pr",
                     index,
                     transport: receiver,
+                    node: index + 1,
                 },
             ]
         })
@@ -93,5 +97,23 @@ pub fn start(
             plan,
             sender_recorder,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_a_cluster_the_two_users_of_a_pair_sit_on_different_nodes() {
+        let quic = |_| (Transport::Quic, Transport::Quic);
+        for nodes in 2..=4 {
+            for pair in specs(10, quic).chunks_exact(2) {
+                let (sender, receiver) = (pair[0], pair[1]);
+                assert_eq!(sender.node % nodes, sender.index % nodes);
+                assert_eq!(receiver.node % nodes, (sender.index + 1) % nodes);
+                assert_ne!(sender.node % nodes, receiver.node % nodes);
+            }
+        }
     }
 }

@@ -14,6 +14,10 @@ use crate::metrics::Phase;
 use crate::report::{Percentiles, histogram};
 use crate::run::Run;
 
+/// Where the sender and the receiver connect (see [`crate::target::Target::node`]).
+const SENDER_NODE: usize = 0;
+const RECEIVER_NODE: usize = 1;
+
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
     /// Messages the offline user misses.
@@ -37,8 +41,9 @@ pub async fn run(run: &Run, args: &ResumeArgs) -> anyhow::Result<Value> {
     run.progress.load(Phase::Measure, None);
     run.enter(Phase::Measure);
     for round in 0..args.rounds.max(1) {
-        let sender = super::new_user(target, "s", round, run.id).await?;
-        let receiver = super::new_user(target, "r", round, run.id).await?;
+        // On a cluster the two are on different nodes, so the catch-up crosses nodes.
+        let sender = super::new_user(target, SENDER_NODE, "s", round, run.id).await?;
+        let receiver = super::new_user(target, RECEIVER_NODE, "r", round, run.id).await?;
         let receiver_id = receiver.user_id().unwrap_or_default();
         let token = receiver
             .tokens()
@@ -73,7 +78,7 @@ pub async fn run(run: &Run, args: &ResumeArgs) -> anyhow::Result<Value> {
         // Reconnect as the same device with its access token, as the SDK does after a
         // dropped connection (it resumes from its stored cursor).
         let begin = Instant::now();
-        let client = target.client(&format!("r-{round}")).await?;
+        let client = target.client(RECEIVER_NODE, &format!("r-{round}")).await?;
         client.login_with_token(&token).await?;
         let logged_in = begin.elapsed();
         let mut got = 0;
