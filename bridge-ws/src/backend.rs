@@ -56,7 +56,41 @@ pub struct BackendSession {
     pub closed: oneshot::Receiver<pb::Error>,
 }
 
+/// A WebSocket's place under the broker's connection limits: held for as long as the
+/// socket is open, and dropping it gives the place back.
+pub type ConnectionSlot = Box<dyn std::any::Any + Send + Sync>;
+
+/// What `GET /ready` reports: each dependency the broker needs to serve, and what is
+/// wrong with it, if anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub checks: Vec<ReadinessCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessCheck {
+    /// What was checked, e.g. "store" or "cluster".
+    pub name: String,
+    /// `None` when it works; else why not, for operators.
+    pub problem: Option<String>,
+}
+
+impl Readiness {
+    /// Ready when every check passed.
+    pub fn is_ready(&self) -> bool {
+        self.checks.iter().all(|check| check.problem.is_none())
+    }
+}
+
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// Admits a new WebSocket from `peer` under the broker's connection limits (in all,
+    /// and per client address, shared with its other transports), before anything else
+    /// is done for it. Refusals are TOO_MANY_CONNECTIONS. The default admits everyone.
+    fn admit(&self, peer: IpAddr) -> Result<ConnectionSlot, pb::Error> {
+        let _ = peer;
+        Ok(Box::new(()))
+    }
+
     /// Runs a `Hello` without opening a session: registration, login, refresh, or an
     /// access-token check. Returns what a QUIC client would get.
     ///
@@ -94,4 +128,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Opens a session for a `Hello` carrying an access token: it syncs everything the
     /// device has not reported delivered, then delivers live.
     fn open_session(&self, hello: pb::Hello) -> BackendFuture<'_, BackendSession>;
+
+    /// Whether the broker can serve requests now (`GET /ready`). Resolves within a
+    /// short bound even when a dependency hangs.
+    fn ready(&self) -> Pin<Box<dyn Future<Output = Readiness> + Send + '_>>;
+
+    /// The broker's metrics in the OpenMetrics text format, which Prometheus scrapes
+    /// (`GET /metrics`).
+    fn metrics(&self) -> String;
 }

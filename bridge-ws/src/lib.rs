@@ -11,9 +11,11 @@
 //! - [`ws`]: the WebSocket session.
 //! - [`web`]: the embedded web client.
 //! - [`openapi`]: the OpenAPI document.
+//! - [`ops`]: for operators: readiness and metrics.
 
 pub mod backend;
 pub mod openapi;
+pub mod ops;
 pub mod rest;
 pub mod web;
 pub mod ws;
@@ -22,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use backend::{
-    Backend, BackendFuture, BackendSession, ByteStream, Identity, RequestFuture, SessionRequests,
+    Backend, BackendFuture, BackendSession, ByteStream, Identity, Readiness, ReadinessCheck,
+    RequestFuture, SessionRequests,
 };
 
 /// Limits and public addresses of the bridge.
@@ -66,12 +69,13 @@ pub struct BridgeState {
     pub config: BridgeConfig,
 }
 
-/// The bridge's HTTP routes: REST under `/api`, the WebSocket at `/ws`, `/health`, and
-/// the web client at `/`.
+/// The bridge's HTTP routes: REST under `/api`, the WebSocket at `/ws`, `/health`,
+/// `/ready` and `/metrics`, and the web client at `/`.
 pub fn router(backend: Arc<dyn Backend>, config: BridgeConfig) -> axum::Router {
     let max_body = config.max_body_bytes;
     let state = Arc::new(BridgeState { backend, config });
     rest::routes()
+        .merge(ops::routes())
         .route("/ws", axum::routing::get(ws::upgrade))
         .fallback(web::serve)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

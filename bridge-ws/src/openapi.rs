@@ -4,7 +4,8 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::rest;
+use crate::rest::ResponseEnvelopes;
+use crate::{ops, rest};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,9 +61,11 @@ use crate::rest;
         rest::files::thumbnail,
         rest::files::info,
         rest::health,
+        ops::ready,
+        ops::metrics,
         serve,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ResponseEnvelopes)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -96,7 +99,8 @@ mod tests {
     #[test]
     fn every_route_is_documented_and_nothing_else() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for (method, path) in rest::ROUTES {
+        let routes: Vec<_> = rest::ROUTES.iter().chain(ops::ROUTES).collect();
+        for (method, path) in &routes {
             assert!(
                 doc["paths"][path][method].is_object(),
                 "{method} {path} is documented"
@@ -108,10 +112,6 @@ mod tests {
             .values()
             .map(|p| p.as_object().unwrap().len())
             .sum();
-        assert_eq!(
-            documented,
-            rest::ROUTES.len(),
-            "no undocumented or stale paths"
-        );
+        assert_eq!(documented, routes.len(), "no undocumented or stale paths");
     }
 }

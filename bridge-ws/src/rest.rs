@@ -182,6 +182,177 @@ pub fn routes() -> Router<Arc<BridgeState>> {
         .route("/api/openapi.json", get(crate::openapi::serve))
 }
 
+/// Completes the OpenAPI document with what every `/api/` operation shares: a
+/// success answers `{code: 0, message, data}` (`Envelope`), and an error answers
+/// `{code, message, error, data: null}` (`Error`) with the status [`status_of`] its
+/// code maps to. Each operation gets the `Error` body on the error statuses it
+/// documents, a 400 (a malformed parameter or body) and, when it takes a token, a 401,
+/// plus a `default` for any other error. File bytes and the document itself are not
+/// enveloped. Path parameters that hold ids get the id rules as patterns.
+#[derive(Debug)]
+pub struct ResponseEnvelopes;
+
+/// `/api/` routes whose success is not a JSON envelope.
+const UNENVELOPED: &[&str] = &[
+    "/api/openapi.json",
+    "/api/files/{file_id}",
+    "/api/files/{file_id}/thumbnail",
+];
+
+/// The schema of a path parameter that holds an id, from `quip_protocol::ids`' rules
+/// (so generated requests reach the handlers instead of the id checks).
+fn id_schema(name: &str) -> Option<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    const CHARS: &str = "[A-Za-z0-9_.-]";
+    let max = ids::MAX_ID_LEN;
+    let user = format!("user_{CHARS}{{1,{}}}", max - ids::USER_PREFIX.len());
+    let group = format!("group_{CHARS}{{1,{}}}", max - ids::GROUP_PREFIX.len());
+    let pattern = match name {
+        "user_id" => format!("^{user}$"),
+        "group_id" => format!("^{group}$"),
+        "device_id" => format!("^{CHARS}{{1,{max}}}$"),
+        "conversation_id" => format!("^(single:{user}:{user}|group:{group})$"),
+        "seq" => {
+            return Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .minimum(Some(1))
+                    .build()
+                    .into(),
+            );
+        }
+        _ => return None,
+    };
+    Some(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .build()
+            .into(),
+    )
+}
+
+impl utoipa::Modify for ResponseEnvelopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        use utoipa::openapi::{Content, Ref, RefOr, Response};
+
+        let typed = |kind: Type| ObjectBuilder::new().schema_type(kind);
+        let error = ObjectBuilder::new()
+            .description(Some("An error: a stable code and its name."))
+            .property("code", typed(Type::Integer).description(Some("ErrorCode")))
+            .required("code")
+            .property(
+                "error",
+                typed(Type::String).description(Some("the code's name, e.g. NOT_FOUND")),
+            )
+            .required("error")
+            .property("message", typed(Type::String))
+            .required("message")
+            .property("data", typed(Type::Null))
+            .required("data")
+            .property(
+                "retry_after_ms",
+                typed(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some("RATE_LIMITED: when to retry")),
+            );
+        let envelope = ObjectBuilder::new()
+            .description(Some("A success: code 0 and the answer in `data`."))
+            .property(
+                "code",
+                typed(Type::Integer).minimum(Some(0)).maximum(Some(0)),
+            )
+            .required("code")
+            .property("message", typed(Type::String))
+            .required("message")
+            .property(
+                "data",
+                ObjectBuilder::new().schema_type(SchemaType::AnyValue),
+            )
+            .required("data");
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert("Error".into(), RefOr::T(error.into()));
+        components
+            .schemas
+            .insert("Envelope".into(), RefOr::T(envelope.into()));
+        let json_of = |schema: &str| Content::new(Some(Ref::from_schema_name(schema)));
+        let error_response = |description: &str| {
+            RefOr::T(
+                Response::builder()
+                    .description(description)
+                    .content("application/json", json_of("Error"))
+                    .build(),
+            )
+        };
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") || path == "/api/openapi.json" {
+                continue;
+            }
+            let enveloped = !UNENVELOPED.contains(&path.as_str());
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.parameter_in == ParameterIn::Path
+                        && let Some(schema) = id_schema(&parameter.name)
+                    {
+                        parameter.schema = Some(RefOr::T(schema));
+                    }
+                }
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if !response.content.is_empty() {
+                        continue;
+                    }
+                    if status.starts_with('4') || status.starts_with('5') {
+                        response
+                            .content
+                            .insert("application/json".into(), json_of("Error"));
+                    } else if status == "200" && enveloped {
+                        response
+                            .content
+                            .insert("application/json".into(), json_of("Envelope"));
+                    }
+                }
+                responses.entry("400".into()).or_insert_with(|| {
+                    error_response("INVALID_ARGUMENT: a malformed parameter or body")
+                });
+                if secured {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        error_response(
+                            "UNAUTHENTICATED, TOKEN_EXPIRED, TOKEN_INVALID or LOGGED_OUT",
+                        )
+                    });
+                }
+                responses.entry("default".into()).or_insert_with(|| {
+                    error_response(
+                        "any other error; the status follows the code (403 FORBIDDEN, 404 \
+                         NOT_FOUND, 409 CONFLICT, 413, 429 RATE_LIMITED with Retry-After, 503 \
+                         UNAVAILABLE, …)",
+                    )
+                });
+            }
+        }
+    }
+}
+
 /// An error response: the stable code, a readable message, the right HTTP status.
 #[derive(Debug)]
 pub struct ApiError(pub pb::Error);

@@ -13,11 +13,12 @@
 //! a request.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
@@ -60,9 +61,11 @@ pub struct WsQuery {
     device_id: String,
 }
 
-/// `GET /ws?token=…`: checks the origin and the token, opens the session, upgrades.
+/// `GET /ws?token=…`: checks the origin, takes a place under the connection limits
+/// (else 429 with TOO_MANY_CONNECTIONS), checks the token, opens the session, upgrades.
 pub async fn upgrade(
     State(state): State<Arc<BridgeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -70,6 +73,11 @@ pub async fn upgrade(
     if !origin_allowed(&state.config.allowed_origins, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    // Held until the socket closes (or the upgrade fails: the closure below is dropped).
+    let slot = match state.backend.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(error) => return ApiError(error).into_response(),
+    };
     let identity = match state.backend.identify(&query.token).await {
         Ok(identity) => identity,
         Err(error) => return ApiError(error).into_response(),
@@ -104,7 +112,11 @@ pub async fn upgrade(
                 user = %session.hello_ok.user_id,
                 device = %session.hello_ok.device_id
             );
-            relay(socket, session, state).instrument(span)
+            async move {
+                let _slot = slot;
+                relay(socket, session, state).await;
+            }
+            .instrument(span)
         })
 }
 

@@ -10,10 +10,13 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use quip_bridge_ws::backend::ConnectionSlot;
 use quip_bridge_ws::{
-    Backend, BackendFuture, BackendSession, ByteStream, Identity, RequestFuture, SessionRequests,
+    Backend, BackendFuture, BackendSession, ByteStream, Identity, Readiness, ReadinessCheck,
+    RequestFuture, SessionRequests,
 };
 use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +25,7 @@ use crate::context::BrokerContext;
 use crate::dispatch::{Requester, authenticate, dispatch, hello_ok};
 use crate::lane::LaneWriter;
 use crate::limits::ConnectionLimiter;
+use crate::limits::connections::ConnectionLimits;
 use crate::router::{Push, Pushed, Session, SessionLink};
 use crate::service::ServiceError;
 
@@ -34,7 +38,23 @@ impl BrokerBackend {
     pub fn new(ctx: Arc<BrokerContext>) -> Self {
         Self { ctx }
     }
+
+    /// The wire form of an error the bridge answers with, counted in the metrics.
+    /// (Errors from `dispatch` and `authenticate` are counted there.)
+    fn refuse(&self, error: ServiceError) -> pb::Error {
+        self.ctx.metrics.error(error.code());
+        error.to_pb()
+    }
+
+    /// The same for an error built here.
+    fn refuse_with(&self, code: ErrorCode, message: &str) -> pb::Error {
+        self.ctx.metrics.error(code);
+        pb::Error::new(code, message)
+    }
 }
+
+/// How long `GET /ready` waits for the store's answer.
+const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A bridge session's link: pushes go into the same bounded channel of frames as its
 /// lane (a browser has no datagrams), and closing tells the bridge why, once.
@@ -64,15 +84,28 @@ impl SessionLink for ChannelLink {
     }
 }
 
+/// The wire form of an error already counted (by `authenticate`).
 fn wire(error: ServiceError) -> pb::Error {
     error.to_pb()
 }
 
 impl Backend for BrokerBackend {
+    /// WebSockets count against the same connection limits as QUIC connections.
+    fn admit(&self, peer: IpAddr) -> Result<ConnectionSlot, pb::Error> {
+        let limits = ConnectionLimits::of(&self.ctx.config);
+        match self.ctx.limits.connections().try_acquire(peer, limits) {
+            Ok(slot) => Ok(Box::new(slot)),
+            Err(refused) => {
+                tracing::debug!(%peer, %refused, "refusing a WebSocket");
+                Err(refused.to_pb())
+            }
+        }
+    }
+
     fn authenticate(&self, hello: pb::Hello, peer: IpAddr) -> BackendFuture<'_, pb::HelloOk> {
         Box::pin(async move {
             if !quip_protocol::ids::is_device_id(&hello.device_id) {
-                return Err(pb::Error::new(
+                return Err(self.refuse_with(
                     ErrorCode::InvalidArgument,
                     "device_id must be 1 to 64 of [A-Za-z0-9_.-]",
                 ));
@@ -85,7 +118,7 @@ impl Backend for BrokerBackend {
                 self.ctx
                     .limits
                     .user_request(&authenticated.user.user_id)
-                    .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+                    .map_err(|retry| self.refuse(ServiceError::rate_limited(retry)))?;
             }
             Ok(hello_ok(&self.ctx, authenticated, &hello.device_id, 1))
         })
@@ -98,14 +131,14 @@ impl Backend for BrokerBackend {
                 .auth
                 .issuer()
                 .verify_access(access_token)
-                .map_err(wire)?;
+                .map_err(|error| self.refuse(error))?;
             // Also refuses users who were disabled or deleted since the token was issued.
             let authenticated = self
                 .ctx
                 .auth
                 .authenticate_token(access_token, &claims.did)
                 .await
-                .map_err(wire)?;
+                .map_err(|error| self.refuse(error))?;
             Ok(Identity {
                 user_id: authenticated.user.user_id,
                 device_id: claims.did,
@@ -148,12 +181,12 @@ impl Backend for BrokerBackend {
             self.ctx
                 .limits
                 .user_request(&identity.user_id)
-                .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+                .map_err(|retry| self.refuse(ServiceError::rate_limited(retry)))?;
             self.ctx
                 .files
                 .upload(&identity.user_id, upload, body)
                 .await
-                .map_err(wire)
+                .map_err(|error| self.refuse(error))
         })
     }
 
@@ -166,13 +199,52 @@ impl Backend for BrokerBackend {
             self.ctx
                 .limits
                 .user_request(&identity.user_id)
-                .map_err(|retry| wire(ServiceError::rate_limited(retry)))?;
+                .map_err(|retry| self.refuse(ServiceError::rate_limited(retry)))?;
             self.ctx
                 .files
                 .download(&identity.user_id, &request)
                 .await
-                .map_err(wire)
+                .map_err(|error| self.refuse(error))
         })
+    }
+
+    fn ready(&self) -> Pin<Box<dyn Future<Output = Readiness> + Send + '_>> {
+        Box::pin(async move {
+            let ctx = &self.ctx;
+            // A cheap read: it goes to Redis in cluster mode, to sled otherwise.
+            let store = match tokio::time::timeout(
+                READY_STORE_TIMEOUT,
+                ctx.store.last_seq("readiness-probe"),
+            )
+            .await
+            {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "readiness: the store failed");
+                    Some("the store failed to answer a read".to_owned())
+                }
+                Err(_) => Some(format!(
+                    "the store did not answer within {} ms",
+                    READY_STORE_TIMEOUT.as_millis()
+                )),
+            };
+            let mut checks = vec![ReadinessCheck {
+                name: "store".into(),
+                problem: store,
+            }];
+            if ctx.cluster.spans_nodes() {
+                checks.push(ReadinessCheck {
+                    name: "cluster".into(),
+                    problem: (!ctx.cluster.is_connected())
+                        .then(|| "the link to the other nodes (Redis pub/sub) is down".to_owned()),
+                });
+            }
+            Readiness { checks }
+        })
+    }
+
+    fn metrics(&self) -> String {
+        self.ctx.metrics.render(&self.ctx)
     }
 
     fn open_session(&self, hello: pb::Hello) -> BackendFuture<'_, BackendSession> {
@@ -180,10 +252,7 @@ impl Backend for BrokerBackend {
             let ctx = &self.ctx;
             let device_id = hello.device_id.clone();
             if !quip_protocol::ids::is_device_id(&device_id) {
-                return Err(pb::Error::new(
-                    ErrorCode::InvalidArgument,
-                    "malformed device_id",
-                ));
+                return Err(self.refuse_with(ErrorCode::InvalidArgument, "malformed device_id"));
             }
             // An access token (the socket's): no login limit applies.
             let authenticated = authenticate(ctx, &hello, None).await.map_err(wire)?;
@@ -216,7 +285,7 @@ impl Backend for BrokerBackend {
                 Ok(sync) => sync,
                 Err(error) => {
                     ctx.router.unregister(&session);
-                    return Err(error.to_pb());
+                    return Err(self.refuse(error));
                 }
             };
             if let Err(error) = ctx

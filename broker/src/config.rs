@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::store::Durability;
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the store, the generated TLS certificate and the JWT key live.
@@ -194,6 +194,174 @@ pub struct Config {
     pub thumbnail_max_px: u32,
     /// File transfers (QUIC streams) one connection may run at once.
     pub max_transfers_per_connection: u32,
+}
+
+/// Every field but the secrets, which show only whether they are set: the JWT secret,
+/// the TURN secret and the Redis URL (it may carry a password). The pattern names
+/// every field, so a new one does not compile until it is listed here: decide then
+/// whether it is a secret (and give it `#[serde(skip_serializing)]` for `print-config`).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            data_dir,
+            quic_addr,
+            http_addr,
+            allowed_origins,
+            ws_max_message_bytes,
+            ws_idle_timeout_ms,
+            http_max_body_bytes,
+            cert,
+            key,
+            durability,
+            jwt_secret_file,
+            jwt_secret,
+            access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            max_frame_bytes,
+            max_text_bytes,
+            default_lanes,
+            max_lanes,
+            lane_queue_len,
+            sync_batch,
+            hello_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            max_connections_per_ip,
+            quic_retry_above_handshakes,
+            quic_stream_receive_window,
+            quic_receive_window,
+            quic_send_window,
+            log_format,
+            production,
+            udp_buffer_bytes,
+            max_inflight_per_connection,
+            username_min_len,
+            username_max_len,
+            password_min_len,
+            password_max_len,
+            history_default_limit,
+            history_max_limit,
+            conversations_max_limit,
+            dedup_window_secs,
+            redis,
+            node_id,
+            cluster_presence_ttl_ms,
+            cluster_route_cache_ms,
+            files_dir,
+            files_dir_shared,
+            store_max_batch,
+            store_queue_len,
+            store_cache_mib,
+            shutdown_grace_ms,
+            max_group_members,
+            datagrams,
+            control_queue_len,
+            typing_expires_ms,
+            max_presence_query,
+            max_receipt_seqs,
+            recall_window_ms,
+            edit_window_ms,
+            call_ring_timeout_ms,
+            call_reconnect_grace_ms,
+            call_max_signal_bytes,
+            ice_servers,
+            turn_secret,
+            turn_credential_ttl_secs,
+            admin_usernames,
+            contact_request_max_bytes,
+            rate_messages_per_sec,
+            rate_messages_burst,
+            rate_requests_per_sec,
+            rate_requests_burst,
+            rate_logins_per_ip_per_min,
+            login_failures_before_delay,
+            login_delay_base_ms,
+            login_delay_max_ms,
+            max_file_bytes,
+            thumbnail_max_px,
+            max_transfers_per_connection,
+        } = self;
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("data_dir", data_dir)
+            .field("quic_addr", quic_addr)
+            .field("http_addr", http_addr)
+            .field("allowed_origins", allowed_origins)
+            .field("ws_max_message_bytes", ws_max_message_bytes)
+            .field("ws_idle_timeout_ms", ws_idle_timeout_ms)
+            .field("http_max_body_bytes", http_max_body_bytes)
+            .field("cert", cert)
+            .field("key", key)
+            .field("durability", durability)
+            .field("jwt_secret_file", jwt_secret_file)
+            .field("jwt_secret", &redacted(jwt_secret))
+            .field("access_token_ttl_secs", access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", refresh_token_ttl_secs)
+            .field("max_frame_bytes", max_frame_bytes)
+            .field("max_text_bytes", max_text_bytes)
+            .field("default_lanes", default_lanes)
+            .field("max_lanes", max_lanes)
+            .field("lane_queue_len", lane_queue_len)
+            .field("sync_batch", sync_batch)
+            .field("hello_timeout_ms", hello_timeout_ms)
+            .field("idle_timeout_ms", idle_timeout_ms)
+            .field("max_connections", max_connections)
+            .field("max_connections_per_ip", max_connections_per_ip)
+            .field("quic_retry_above_handshakes", quic_retry_above_handshakes)
+            .field("quic_stream_receive_window", quic_stream_receive_window)
+            .field("quic_receive_window", quic_receive_window)
+            .field("quic_send_window", quic_send_window)
+            .field("log_format", log_format)
+            .field("production", production)
+            .field("udp_buffer_bytes", udp_buffer_bytes)
+            .field("max_inflight_per_connection", max_inflight_per_connection)
+            .field("username_min_len", username_min_len)
+            .field("username_max_len", username_max_len)
+            .field("password_min_len", password_min_len)
+            .field("password_max_len", password_max_len)
+            .field("history_default_limit", history_default_limit)
+            .field("history_max_limit", history_max_limit)
+            .field("conversations_max_limit", conversations_max_limit)
+            .field("dedup_window_secs", dedup_window_secs)
+            .field("redis", &redacted(redis))
+            .field("node_id", node_id)
+            .field("cluster_presence_ttl_ms", cluster_presence_ttl_ms)
+            .field("cluster_route_cache_ms", cluster_route_cache_ms)
+            .field("files_dir", files_dir)
+            .field("files_dir_shared", files_dir_shared)
+            .field("store_max_batch", store_max_batch)
+            .field("store_queue_len", store_queue_len)
+            .field("store_cache_mib", store_cache_mib)
+            .field("shutdown_grace_ms", shutdown_grace_ms)
+            .field("max_group_members", max_group_members)
+            .field("datagrams", datagrams)
+            .field("control_queue_len", control_queue_len)
+            .field("typing_expires_ms", typing_expires_ms)
+            .field("max_presence_query", max_presence_query)
+            .field("max_receipt_seqs", max_receipt_seqs)
+            .field("recall_window_ms", recall_window_ms)
+            .field("edit_window_ms", edit_window_ms)
+            .field("call_ring_timeout_ms", call_ring_timeout_ms)
+            .field("call_reconnect_grace_ms", call_reconnect_grace_ms)
+            .field("call_max_signal_bytes", call_max_signal_bytes)
+            .field("ice_servers", ice_servers)
+            .field("turn_secret", &redacted(turn_secret))
+            .field("turn_credential_ttl_secs", turn_credential_ttl_secs)
+            .field("admin_usernames", admin_usernames)
+            .field("contact_request_max_bytes", contact_request_max_bytes)
+            .field("rate_messages_per_sec", rate_messages_per_sec)
+            .field("rate_messages_burst", rate_messages_burst)
+            .field("rate_requests_per_sec", rate_requests_per_sec)
+            .field("rate_requests_burst", rate_requests_burst)
+            .field("rate_logins_per_ip_per_min", rate_logins_per_ip_per_min)
+            .field("login_failures_before_delay", login_failures_before_delay)
+            .field("login_delay_base_ms", login_delay_base_ms)
+            .field("login_delay_max_ms", login_delay_max_ms)
+            .field("max_file_bytes", max_file_bytes)
+            .field("thumbnail_max_px", thumbnail_max_px)
+            .field("max_transfers_per_connection", max_transfers_per_connection)
+            .finish()
+    }
 }
 
 impl Default for Config {

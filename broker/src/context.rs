@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::limits::{RateLimits, SharedLimiter};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::service::{
     AccountService, AdminService, AuthService, CallService, ChatService, ContactService,
@@ -34,4 +35,6 @@ pub struct BrokerContext {
     pub limits: SharedLimiter,
     /// What each new connection's `ConnectionLimiter` is made from.
     pub rate_limits: RateLimits,
+    /// What `GET /metrics` shows; counters bumped by dispatch and the bridge.
+    pub metrics: Metrics,
 }

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use quip_protocol::{ErrorCode, client_frame, pb, server_frame};
 
 use crate::context::BrokerContext;
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, LimitKind};
 use crate::service::{Authenticated, Caller, ServiceError, ServiceResult};
 
 /// A request in flight: resolves to the response body and the `req_id` it answers.
@@ -60,7 +61,20 @@ impl Requester {
 
 /// Runs a Hello's credentials. Password logins, registrations and refreshes are
 /// limited per client address (`peer`) and, after failed passwords, per username.
+/// A refusal is counted in the metrics (errors by code).
 pub async fn authenticate(
+    ctx: &BrokerContext,
+    hello: &pb::Hello,
+    peer: Option<IpAddr>,
+) -> ServiceResult<Authenticated> {
+    let result = check_credentials(ctx, hello, peer).await;
+    if let Err(error) = &result {
+        ctx.metrics.error(error.code());
+    }
+    result
+}
+
+async fn check_credentials(
     ctx: &BrokerContext,
     hello: &pb::Hello,
     peer: Option<IpAddr>,
@@ -122,9 +136,15 @@ fn check_rate(
     };
     match &requester.limiter {
         Some(limiter) => {
-            limiter.request().map_err(ServiceError::rate_limited)?;
+            let refused = |kind| {
+                move |retry| {
+                    ctx.limits.count_refusal(kind);
+                    ServiceError::rate_limited(retry)
+                }
+            };
+            limiter.request().map_err(refused(LimitKind::Request))?;
             if stores_a_message {
-                limiter.message().map_err(ServiceError::rate_limited)?;
+                limiter.message().map_err(refused(LimitKind::Message))?;
             }
         }
         None => ctx
@@ -135,27 +155,38 @@ fn check_rate(
     Ok(())
 }
 
-/// Starts one request. Returns the future that answers it.
+/// Starts one request. Returns the future that answers it. Answers are counted in
+/// the metrics: sends and their ACK latency, errors by code.
 pub async fn dispatch(
     ctx: &Arc<BrokerContext>,
     requester: &Arc<Requester>,
     frame: pb::ClientFrame,
 ) -> Pending {
+    let received = Instant::now();
     let req_id = frame.req_id;
     let caller = requester.caller();
     let Some(body) = frame.body else {
-        return ready(req_id, Err(ServiceError::invalid("frame has no body")));
+        return refuse(ctx, req_id, ServiceError::invalid("frame has no body"));
     };
     if let Err(error) = check_rate(ctx, requester, &body) {
-        return ready(req_id, Err(error));
+        return refuse(ctx, req_id, error);
     }
     let owned = (ctx.clone(), requester.clone());
     let pending: Pending = match body {
         client_frame::Body::Send(request) => match ctx.chat.send(caller, request).await {
+            // The hot path: counted here, without the extra future of `counted`.
             Ok(ack) => {
-                Box::pin(async move { answer(req_id, ack.await.map(server_frame::Body::Ack)) })
+                let ctx = owned.0;
+                return Box::pin(async move {
+                    let result = ack.await;
+                    match &result {
+                        Ok(_) => ctx.metrics.send_acked(received.elapsed()),
+                        Err(error) => ctx.metrics.error(error.code()),
+                    }
+                    answer(req_id, result.map(server_frame::Body::Ack))
+                });
             }
-            Err(error) => ready(req_id, Err(error)),
+            Err(error) => return refuse(ctx, req_id, error),
         },
         client_frame::Body::Hello(_) => ready(
             req_id,
@@ -278,7 +309,24 @@ pub async fn dispatch(
             answer(req_id, tokens.map(server_frame::Body::Tokens))
         }),
     };
-    pending
+    counted(ctx.clone(), pending)
+}
+
+/// Answers at once with `error`, counted.
+fn refuse(ctx: &BrokerContext, req_id: u64, error: ServiceError) -> Pending {
+    ctx.metrics.error(error.code());
+    ready(req_id, Err(error))
+}
+
+/// Counts the answer of `pending` if it is an error.
+fn counted(ctx: Arc<BrokerContext>, pending: Pending) -> Pending {
+    Box::pin(async move {
+        let (req_id, body) = pending.await;
+        if let server_frame::Body::Error(error) = &body {
+            ctx.metrics.error(error.error_code());
+        }
+        (req_id, body)
+    })
 }
 
 pub fn ready(req_id: u64, result: ServiceResult<server_frame::Body>) -> Pending {

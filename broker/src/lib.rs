@@ -11,6 +11,7 @@
 //!   the lane queues, which cost no memory while empty.
 //! - [`quic`]: the quinn endpoint and control stream; [`lane`]: delivery lanes.
 //! - [`dispatch`]: requests, for every transport; [`bridge`]: the browser bridge's backend.
+//! - [`metrics`]: what `GET /metrics` shows.
 //! - [`shutdown`], [`server`]: lifecycle.
 
 pub mod admin_cli;
@@ -21,6 +22,7 @@ pub mod context;
 pub mod dispatch;
 pub mod lane;
 pub mod limits;
+pub mod metrics;
 pub mod queue;
 pub mod quic;
 pub mod router;

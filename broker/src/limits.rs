@@ -13,10 +13,16 @@
 //! A zero rate in the config means "unlimited", never a panic or a broker that refuses
 //! everything. Time comes from a [`Clock`] so tests drive it with `FakeRelativeClock`
 //! instead of sleeping.
+//!
+//! [`connections`]: how many connections (QUIC and WebSocket) the broker holds, in all
+//! and per client address; its counter lives in the [`SharedLimiter`].
+
+pub mod connections;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -151,6 +157,42 @@ impl fmt::Display for RetryAfter {
     }
 }
 
+/// Which limit refused a request: the label of `quip_rate_limited_total` (see
+/// `metrics.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// A connection's requests of any kind.
+    Request,
+    /// A connection's sends, recalls and edits.
+    Message,
+    /// A user's REST requests.
+    RestRequest,
+    /// Logins, registrations and refreshes from one client address.
+    LoginAddress,
+    /// A username's delay after failed passwords.
+    LoginDelay,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 5] = [
+        LimitKind::Request,
+        LimitKind::Message,
+        LimitKind::RestRequest,
+        LimitKind::LoginAddress,
+        LimitKind::LoginDelay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Request => "request",
+            LimitKind::Message => "message",
+            LimitKind::RestRequest => "rest_request",
+            LimitKind::LoginAddress => "login_address",
+            LimitKind::LoginDelay => "login_delay",
+        }
+    }
+}
+
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
@@ -244,6 +286,10 @@ pub struct SharedLimiter<C: Clock = SystemClock> {
     logins: Option<Keyed<IpAddr, C>>,
     /// Lowercased username → its failures. Only usernames that failed recently.
     failures: DashMap<String, Failures<C::Instant>>,
+    /// Refusals so far, by [`LimitKind`] (index: its place in `LimitKind::ALL`).
+    refusals: [AtomicU64; LimitKind::ALL.len()],
+    /// Connections held, in all and per address (limits come from the config).
+    connections: connections::ConnectionCounter,
 }
 
 impl SharedLimiter {
@@ -263,6 +309,8 @@ impl<C: Clock + Clone> SharedLimiter<C> {
                 .logins_quota()
                 .map(|q| RateLimiter::dashmap_with_clock(q, clock.clone())),
             failures: DashMap::new(),
+            refusals: Default::default(),
+            connections: connections::ConnectionCounter::new(),
             limits: limits.clone(),
             clock,
         }
@@ -270,6 +318,11 @@ impl<C: Clock + Clone> SharedLimiter<C> {
 }
 
 impl<C: Clock> SharedLimiter<C> {
+    /// The broker's connection counter (QUIC and WebSocket).
+    pub fn connections(&self) -> &connections::ConnectionCounter {
+        &self.connections
+    }
+
     /// A REST request of `user_id` (over the connection-less API, the user is the bucket).
     pub fn user_request(&self, user_id: &str) -> Result<(), RetryAfter> {
         // Unlimited: skip the key's allocation.
@@ -277,6 +330,7 @@ impl<C: Clock> SharedLimiter<C> {
             return Ok(());
         }
         check_keyed(self.users.as_ref(), &user_id.to_owned())
+            .inspect_err(|_| self.count_refusal(LimitKind::RestRequest))
     }
 
     /// Before checking a password: refuses when the IP is over its rate or the username is
@@ -289,11 +343,24 @@ impl<C: Clock> SharedLimiter<C> {
             if let Some(f) = self.failures.get(&key) {
                 let now = self.clock.now();
                 if f.until > now {
+                    self.count_refusal(LimitKind::LoginDelay);
                     return Err(RetryAfter::new(f.until.duration_since(now).into()));
                 }
             }
         }
         check_keyed(self.logins.as_ref(), &address_key(ip))
+            .inspect_err(|_| self.count_refusal(LimitKind::LoginAddress))
+    }
+
+    /// Counts a refusal. The shared limits count their own; connections' limiters
+    /// (one per connection) are counted here by whoever checked them.
+    pub fn count_refusal(&self, kind: LimitKind) {
+        self.refusals[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals so far, by kind (for `GET /metrics`).
+    pub fn refusals(&self) -> [(LimitKind, u64); LimitKind::ALL.len()] {
+        LimitKind::ALL.map(|kind| (kind, self.refusals[kind as usize].load(Ordering::Relaxed)))
     }
 
     /// Counts a failed password login of `username`; from the N-th consecutive failure
@@ -373,6 +440,7 @@ impl<C: Clock> fmt::Debug for SharedLimiter<C> {
             .field("users", &users)
             .field("addresses", &addresses)
             .field("failing_usernames", &usernames)
+            .field("connections", &self.connections.total())
             .finish()
     }
 }

@@ -1,7 +1,7 @@
 //! `quip-broker`: parse the configuration, start the broker, stop on SIGINT/SIGTERM.
 
 use clap::Parser;
-use quip_broker::config::{Cli, Command, Config};
+use quip_broker::config::{Cli, Command, Config, LogFormat};
 use quip_broker::{Broker, shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -13,14 +13,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("QUIP_LOG")
-                .or_else(|_| EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    // Loaded before logging starts, since the format is part of it; a config error
+    // is printed by `main`'s error return.
     let config = Config::load(&cli)?;
+    init_logging(config.log_format);
     match cli.command {
         Some(Command::PrintConfig) => {
             print!("{}", toml::to_string_pretty(&config)?);
@@ -40,6 +36,26 @@ async fn main() -> anyhow::Result<()> {
             broker.shutdown().await;
             Ok(())
         }
+    }
+}
+
+/// Logs to stdout, filtered by `QUIP_LOG` (or `RUST_LOG`), as text for people or as
+/// one JSON object per line for log collectors.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("QUIP_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        // Event fields at the top level next to timestamp, level, target and message;
+        // the connection's span (address, user, device) as "span".
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 

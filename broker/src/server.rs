@@ -11,6 +11,7 @@ use crate::cluster::{Cluster, ClusterError, LocalCluster, RedisCluster, RedisClu
 use crate::config::Config;
 use crate::context::BrokerContext;
 use crate::limits::{RateLimits, SharedLimiter};
+use crate::metrics::{Metrics, StoreWriterMetrics};
 use crate::quic::{self, tls::TlsIdentity};
 use crate::router::Router;
 use crate::service::{
@@ -39,6 +40,9 @@ pub enum StartError {
     NodeId(std::io::Error),
     #[error("JWT secret: {0}")]
     Secret(String),
+    /// `production` is set but the configuration relies on something generated.
+    #[error("production mode refuses to start: {0}")]
+    Production(String),
     #[error(transparent)]
     Tls(#[from] quic::tls::TlsError),
     #[error(transparent)]
@@ -70,13 +74,16 @@ pub struct Broker {
 impl Broker {
     /// Opens the store in `config.data_dir`, binds QUIC and starts accepting.
     pub async fn start(config: Config) -> Result<Broker, StartError> {
+        check_production(&config)?;
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
             path: data_dir.clone(),
             source,
         })?;
         let secret = jwt_secret(&config)?;
-        let store = open_store(&config).await?;
+        // Mutable until it is shared: the cluster's counter is attached below.
+        let mut metrics = Metrics::new();
+        let store = open_store(&config, metrics.store_writer()).await?;
         let identity = TlsIdentity::load_or_generate(
             config.cert.as_deref(),
             config.key.as_deref(),
@@ -94,7 +101,7 @@ impl Broker {
 
         let router = Arc::new(Router::new());
         let members = Arc::new(MemberCache::new(store.clone()));
-        let cluster = join_cluster(&config, &router, &store, &members).await?;
+        let cluster = join_cluster(&config, &router, &store, &members, &mut metrics).await?;
         let auth = AuthService::new(
             store.clone(),
             TokenIssuer::new(
@@ -216,6 +223,7 @@ impl Broker {
             files,
             limits: SharedLimiter::new(&rate_limits),
             rate_limits,
+            metrics,
         });
         tokio::spawn(sample_stats(Arc::downgrade(&ctx)));
         let follower = session_events
@@ -326,7 +334,10 @@ impl Broker {
 }
 
 /// The store: Redis in cluster mode, else the embedded sled store in the data dir.
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+async fn open_store(
+    config: &Config,
+    metrics: &Arc<StoreWriterMetrics>,
+) -> Result<Arc<dyn Store>, StartError> {
     if let Some(url) = &config.redis {
         let store = RedisStore::connect(RedisOptions {
             url: url.clone(),
@@ -343,6 +354,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             max_batch: config.store_max_batch,
             queue_len: config.store_queue_len,
             cache_bytes: config.store_cache_mib << 20,
+            metrics: Some(metrics.clone()),
         },
     )?);
     spawn_dedup_sweep(&sled);
@@ -356,6 +368,7 @@ async fn join_cluster(
     router: &Arc<Router>,
     store: &Arc<dyn Store>,
     members: &Arc<MemberCache>,
+    metrics: &mut Metrics,
 ) -> Result<Arc<dyn Cluster>, StartError> {
     let Some(url) = &config.redis else {
         return Ok(Arc::new(LocalCluster));
@@ -372,6 +385,10 @@ async fn join_cluster(
     )
     .await?;
     redis.attach_members(members);
+    let weak = Arc::downgrade(&redis);
+    metrics.watch_cluster_publish_failures(move || {
+        weak.upgrade().map_or(0, |redis| redis.publish_failures())
+    });
     let cluster: Arc<dyn Cluster> = redis;
     router.join_cluster(Arc::downgrade(&cluster));
     members.join_cluster(Arc::downgrade(&cluster));
@@ -439,6 +456,30 @@ async fn serve_http(
         }
     });
     Ok((bound, task))
+}
+
+/// Production mode refuses to start on anything the broker would generate for itself:
+/// a self-signed certificate (clients would have to pin it) or a JWT secret (other
+/// nodes could not verify its tokens, and losing the data dir logs everyone out).
+fn check_production(config: &Config) -> Result<(), StartError> {
+    if !config.production {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if config.cert.is_none() || config.key.is_none() {
+        missing.push("a certificate and key (--cert and --key), not a self-signed one");
+    }
+    if config.jwt_secret.is_none() && config.jwt_secret_file.is_none() {
+        missing.push("a JWT secret (QUIP_JWT_SECRET or jwt_secret_file), not a generated one");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Production(format!(
+            "configure {}",
+            missing.join(" and ")
+        )))
+    }
 }
 
 /// The HMAC secret: from config, else from `jwt_secret_file`, else generated once in
@@ -526,5 +567,47 @@ async fn sample_stats(ctx: std::sync::Weak<BrokerContext>) {
             // Forget limits nobody is near any more, so their maps stay small.
             ctx.limits.sweep();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_needs_a_real_certificate_and_a_configured_secret() {
+        let dir = Path::new("/nonexistent");
+        let generated = Config {
+            production: true,
+            jwt_secret: None,
+            ..Config::for_tests(dir)
+        };
+        let Err(StartError::Production(why)) = check_production(&generated) else {
+            panic!("production mode accepted generated credentials");
+        };
+        assert!(
+            why.contains("--cert") && why.contains("JWT secret"),
+            "{why}"
+        );
+
+        let configured = Config {
+            production: true,
+            cert: Some("cert.pem".into()),
+            key: Some("key.pem".into()),
+            jwt_secret_file: Some("jwt.key".into()),
+            ..generated.clone()
+        };
+        check_production(&configured).unwrap();
+        let no_key = Config {
+            key: None,
+            ..configured.clone()
+        };
+        assert!(check_production(&no_key).is_err());
+        // Outside production mode, generating both is the point.
+        check_production(&Config {
+            production: false,
+            ..generated
+        })
+        .unwrap();
     }
 }

@@ -76,9 +76,8 @@ impl FromRequestParts<Arc<BridgeState>> for Reader {
 
 #[utoipa::path(post, path = "/api/files", params(UploadQuery,
         ("X-File-Name" = Option<String>, Header, description = "the file's name, URL-encoded, when `?name=` is absent"),
-        ("Content-Length" = Option<u64>, Header, description = "the declared size; over `max_file_bytes` is refused before any byte is read"),
         ("Content-Type" = Option<String>, Header, description = "the client's idea of the type; the broker sniffs the content")),
-    request_body(content = String, content_type = "application/octet-stream", description = "the file's raw bytes (not multipart), streamed"),
+    request_body(content = String, content_type = "application/octet-stream", description = "the file's raw bytes (not multipart), streamed; a Content-Length over `max_file_bytes` is refused before any byte is read"),
     responses((status = 200, description = "FileInfo: {file_id, file_name, file_size, mime_type, url, thumbnail_url, width, height, sha256, uploaded_at}"),
                (status = 400, description = "empty, or a size other than Content-Length arrived"),
                (status = 413, description = "over `max_file_bytes`: code 29 FILE_TOO_LARGE, nothing stored")),

@@ -33,7 +33,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisClusterOptions {
     /// `redis://host:port/db`
     pub url: String,
@@ -42,6 +42,18 @@ pub struct RedisClusterOptions {
     pub presence_ttl: Duration,
     /// How long a looked-up route (the nodes a user is on) is trusted.
     pub route_cache: Duration,
+}
+
+/// The URL may hold a password: never printed.
+impl std::fmt::Debug for RedisClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterOptions")
+            .field("url", &"<redacted>")
+            .field("node_id", &self.node_id)
+            .field("presence_ttl", &self.presence_ttl)
+            .field("route_cache", &self.route_cache)
+            .finish()
+    }
 }
 
 /// Where one user was last seen connected: the other nodes with their devices.

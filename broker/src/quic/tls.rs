@@ -107,13 +107,62 @@ impl TlsIdentity {
     }
 }
 
+/// QUIC flow-control windows (config `quic_stream_receive_window`,
+/// `quic_receive_window`, `quic_send_window`), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowWindows {
+    /// What a client may send on one stream before the broker has read it.
+    pub stream_receive: u64,
+    /// What a client may send on all its streams together before the broker has read it.
+    pub receive: u64,
+    /// What the broker keeps of its own writes to one connection until acknowledged.
+    pub send: u64,
+}
+
+impl FlowWindows {
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            stream_receive: config.quic_stream_receive_window,
+            receive: config.quic_receive_window,
+            send: config.quic_send_window,
+        }
+    }
+}
+
+/// No window is set below this: a zero window would stall every connection at its
+/// first byte (the Hello could never arrive).
+const MIN_WINDOW: u64 = 16 * 1024;
+
 /// Transport settings for broker connections.
 pub fn transport_config(
     idle_timeout: Duration,
     datagrams: bool,
     max_transfers: u32,
+    windows: FlowWindows,
 ) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
+    // Flow control is what bounds the memory a connection can pin, and the defaults are
+    // sized for one fast bulk transfer, not for 100k connections: quinn's per-connection
+    // receive window is unlimited (only each stream's 1.25 MB caps it, times the
+    // streams), and its send window is 10 MB. Worst cases with the broker's defaults:
+    //
+    // - receive: a client may have `stream_receive` (1 MiB) unread on each of its
+    //   streams (the control stream, when the broker stops reading it at
+    //   `max_inflight_per_connection`; each file upload), but never more than `receive`
+    //   (4 MiB) in all. Typical chat traffic is a few KiB per connection, read at once.
+    // - send: deliveries and downloads the peer has not acknowledged, up to `send`
+    //   (4 MiB); past it the broker's writes wait, its lane queues fill, and a peer
+    //   that stays slow is closed as SLOW_CONSUMER, so a stalled reader pins at most
+    //   this much rather than everything sent to it.
+    //
+    // Throughput is window / RTT: 1 MiB per stream is ~20 MiB/s (160 Mbit/s) for one
+    // upload at 50 ms, 4 MiB per connection ~80 MiB/s over parallel transfers; chat
+    // frames never come close. Raise them for fast links with long RTTs if few clients
+    // do large transfers; lower them if memory matters more than file speed (the worst
+    // case is these windows times the connections, which real clients never all reach).
+    transport.stream_receive_window(window(windows.stream_receive));
+    transport.receive_window(window(windows.receive));
+    transport.send_window(windows.send.max(MIN_WINDOW));
     // Datagrams carry typing and presence only, small and lossy by nature: a small
     // buffer each way bounds what one connection can hold (quinn drops the oldest when
     // full). `None` tells clients we take no datagrams, so they use the control stream.
@@ -136,6 +185,11 @@ pub fn transport_config(
         .max_ack_delay(Some(MAX_ACK_DELAY));
     transport.ack_frequency_config(Some(ack_frequency));
     transport
+}
+
+/// A receive window for quinn: at least [`MIN_WINDOW`], at most what QUIC can express.
+fn window(bytes: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(bytes.max(MIN_WINDOW)).unwrap_or(quinn::VarInt::MAX)
 }
 
 /// Datagram bytes buffered per connection and direction.
@@ -173,4 +227,24 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()>
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_configured_window_gives_a_usable_transport() {
+        for bytes in [0, 1, MIN_WINDOW, 1 << 20, u64::MAX] {
+            let windows = FlowWindows {
+                stream_receive: bytes,
+                receive: bytes,
+                send: bytes,
+            };
+            let _ = transport_config(Duration::from_secs(30), true, 8, windows);
+            assert!(window(bytes).into_inner() >= MIN_WINDOW);
+        }
+        assert_eq!(window(u64::MAX), quinn::VarInt::MAX);
+        assert_eq!(window(1 << 20).into_inner(), 1 << 20);
+    }
 }

@@ -29,7 +29,7 @@ use crate::store::{NewMessage, Store};
 use pb::{CallAction as Action, CallEndReason as Reason};
 
 /// Limits and ICE configuration, from the config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallLimits {
     pub ring_timeout: Duration,
     pub reconnect_grace: Duration,
@@ -37,6 +37,28 @@ pub struct CallLimits {
     pub ice_servers: Vec<String>,
     pub turn_secret: Option<String>,
     pub turn_credential_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for CallLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the TURN secret: whether one is set.
+        let Self {
+            ring_timeout,
+            reconnect_grace,
+            max_signal_bytes,
+            ice_servers,
+            turn_secret,
+            turn_credential_ttl_secs,
+        } = self;
+        f.debug_struct("CallLimits")
+            .field("ring_timeout", ring_timeout)
+            .field("reconnect_grace", reconnect_grace)
+            .field("max_signal_bytes", max_signal_bytes)
+            .field("ice_servers", ice_servers)
+            .field("turn_secret", &turn_secret.as_ref().map(|_| "<redacted>"))
+            .field("turn_credential_ttl_secs", turn_credential_ttl_secs)
+            .finish()
+    }
 }
 
 #[derive(Debug)]

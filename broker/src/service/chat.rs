@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message as _;
 use quip_protocol::ids::{self, Conversation};
@@ -85,6 +86,8 @@ pub struct ChatService {
     limits: ChatLimits,
     /// Committed messages, in commit order, to the fan-out thread.
     fan_out: crossbeam_channel::Sender<FanOut>,
+    /// Live deliveries handed to sessions so far (`quip_messages_out_total`).
+    deliveries: Arc<AtomicU64>,
 }
 
 impl ChatService {
@@ -94,8 +97,10 @@ impl ChatService {
         members: Arc<MemberCache>,
         limits: ChatLimits,
     ) -> Self {
+        let deliveries = Arc::new(AtomicU64::new(0));
         Self {
-            fan_out: spawn_fan_out(router.clone()),
+            fan_out: spawn_fan_out(router.clone(), deliveries.clone()),
+            deliveries,
             store,
             router,
             members,
@@ -105,6 +110,16 @@ impl ChatService {
 
     pub fn members(&self) -> &Arc<MemberCache> {
         &self.members
+    }
+
+    /// Committed messages waiting for the fan-out thread (for `GET /metrics`).
+    pub fn fan_out_queue_len(&self) -> usize {
+        self.fan_out.len()
+    }
+
+    /// Live deliveries handed to sessions on this node so far (for `GET /metrics`).
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
     }
 
     /// Validates a send and enqueues it. The future resolves to the ACK once the
@@ -223,14 +238,15 @@ impl ChatService {
             }
         };
         let appended = self.store.append_then(message, Some(Box::new(on_commit)));
-        let router = self.router.clone();
+        let (router, deliveries) = (self.router.clone(), self.deliveries.clone());
         async move {
             let appended = appended.await?;
             // A duplicate is fanned out again: if the broker died between committing
             // the first copy and fanning it out, this is how online receivers get it;
             // lanes drop what a device already has.
             if appended.duplicate {
-                FanOut::of(&appended.message, recipients, origin).deliver(&router);
+                let delivered = FanOut::of(&appended.message, recipients, origin).deliver(&router);
+                deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
             }
             Ok(appended)
         }
@@ -710,7 +726,8 @@ impl FanOut {
         }
     }
 
-    fn deliver(&self, router: &Router) {
+    /// Returns how many sessions here got the message.
+    fn deliver(&self, router: &Router) -> usize {
         let origin = self.origin.as_ref().map(|(user_id, session_id)| Origin {
             user_id,
             session_id: *session_id,
@@ -721,20 +738,24 @@ impl FanOut {
             &self.frame,
             &self.recipients,
             origin,
-        );
+        )
     }
 }
 
 /// The thread that hands committed messages to the router, one at a time in commit
 /// order (so every lane receives each conversation in seq order). It ends when the
 /// chat service is dropped.
-fn spawn_fan_out(router: Arc<Router>) -> crossbeam_channel::Sender<FanOut> {
+fn spawn_fan_out(
+    router: Arc<Router>,
+    deliveries: Arc<AtomicU64>,
+) -> crossbeam_channel::Sender<FanOut> {
     let (tx, rx) = crossbeam_channel::bounded::<FanOut>(FAN_OUT_QUEUE);
     let spawned = std::thread::Builder::new()
         .name("quip-fan-out".into())
         .spawn(move || {
             for job in rx {
-                job.deliver(&router);
+                let delivered = job.deliver(&router);
+                deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
             }
         });
     if let Err(error) = spawned {

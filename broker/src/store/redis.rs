@@ -139,12 +139,22 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 const RECONNECT_RETRIES: usize = 3;
 
 /// Settings of the Redis store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`).
+    /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     /// How long `(sender, client_msg_id)` stays deduplicated.
     pub dedup_window_ms: u64,
+}
+
+/// The URL may hold a password: never printed.
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &"<redacted>")
+            .field("dedup_window_ms", &self.dedup_window_ms)
+            .finish()
+    }
 }
 
 /// The scripts the store runs, loaded at connect and again when Redis lost them (a

@@ -34,6 +34,8 @@ pub struct SledOptions {
     pub queue_len: usize,
     /// sled's page cache.
     pub cache_bytes: u64,
+    /// Where the writer reports batch sizes and its queue (`GET /metrics`), if anywhere.
+    pub metrics: Option<Arc<crate::metrics::StoreWriterMetrics>>,
 }
 
 impl Default for SledOptions {
@@ -44,6 +46,7 @@ impl Default for SledOptions {
             max_batch: 1024,
             queue_len: 16 * 1024,
             cache_bytes: 256 << 20,
+            metrics: None,
         }
     }
 }
@@ -109,6 +112,7 @@ impl SledStore {
                 durability: options.durability,
                 dedup_window_ms: options.dedup_window_ms,
                 max_batch: options.max_batch.max(1),
+                metrics: options.metrics.clone(),
             },
             options.queue_len.max(1),
         )

@@ -25,6 +25,7 @@ use super::{
     Amend, AmendChange, Appended, Durability, GroupWrite, NewMessage, OnCommit, StoreError,
     StoreStats, keys,
 };
+use crate::metrics::StoreWriterMetrics;
 
 /// Caps the writer's caches; past this many entries they are cleared and refilled
 /// from the tree on demand.
@@ -82,6 +83,8 @@ pub(crate) struct WriterConfig {
     pub durability: Durability,
     pub dedup_window_ms: u64,
     pub max_batch: usize,
+    /// Batch sizes and queue length for `GET /metrics`, when the broker opened us.
+    pub metrics: Option<Arc<StoreWriterMetrics>>,
 }
 
 /// Starts the writer (and, for fsync, the flusher) thread. Both stop when every
@@ -95,16 +98,18 @@ pub(crate) fn spawn(
 ) -> std::io::Result<(Sender<AppendJob>, Vec<std::thread::JoinHandle<()>>)> {
     let (tx, rx) = crossbeam_channel::bounded(queue_len);
     let mut threads = Vec::new();
+    let metrics = config.metrics.clone();
     let flush_tx = match config.durability {
         Durability::Os => None,
         Durability::Fsync => {
             // Bounded: if flushes fall behind, the writer waits, and so do senders.
             let (flush_tx, flush_rx) = crossbeam_channel::bounded::<Applied>(64);
             let shared = shared.clone();
+            let metrics = metrics.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("quip-store-flusher".into())
-                    .spawn(move || flusher_loop(db, flush_rx, shared))?,
+                    .spawn(move || flusher_loop(db, flush_rx, shared, metrics))?,
             );
             Some(flush_tx)
         }
@@ -115,6 +120,7 @@ pub(crate) fn spawn(
         config,
         last_seq: HashMap::new(),
         known_user_convs: HashSet::new(),
+        metrics,
     };
     threads.push(
         std::thread::Builder::new()
@@ -132,6 +138,7 @@ struct Writer {
     last_seq: HashMap<String, u64>,
     /// `u` keys known to exist, to skip re-inserting them on every message.
     known_user_convs: HashSet<Vec<u8>>,
+    metrics: Option<Arc<StoreWriterMetrics>>,
 }
 
 impl Writer {
@@ -145,6 +152,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if let Some(metrics) = &self.metrics {
+                metrics.queued(rx.len());
+            }
             let applied = self.apply(jobs);
             match &flush_tx {
                 Some(flush_tx) => {
@@ -156,6 +166,9 @@ impl Writer {
                     }
                 }
                 None => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.committed(applied.commits.len());
+                    }
                     self.shared.publish(&applied.commits);
                     answer(applied.replies);
                 }
@@ -511,7 +524,12 @@ fn apply_group_write(batch: &mut sled::Batch, write: GroupWrite, seq: u64) {
     }
 }
 
-fn flusher_loop(db: sled::Db, rx: Receiver<Applied>, shared: Arc<Shared>) {
+fn flusher_loop(
+    db: sled::Db,
+    rx: Receiver<Applied>,
+    shared: Arc<Shared>,
+    metrics: Option<Arc<StoreWriterMetrics>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut pending = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -519,6 +537,9 @@ fn flusher_loop(db: sled::Db, rx: Receiver<Applied>, shared: Arc<Shared>) {
         }
         let flushed = db.flush();
         shared.flushes.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = &metrics {
+            metrics.committed(pending.iter().map(|applied| applied.commits.len()).sum());
+        }
         for applied in pending {
             match &flushed {
                 Ok(_) => {

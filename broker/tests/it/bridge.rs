@@ -599,7 +599,11 @@ async fn openapi_document_lists_every_route() {
         .await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for (method, path) in quip_bridge_ws::rest::ROUTES {
+    let routes: Vec<_> = quip_bridge_ws::rest::ROUTES
+        .iter()
+        .chain(quip_bridge_ws::ops::ROUTES)
+        .collect();
+    for (method, path) in &routes {
         assert!(
             doc["paths"][path][method].is_object(),
             "{method} {path} is documented"
@@ -611,11 +615,7 @@ async fn openapi_document_lists_every_route() {
         .values()
         .map(|p| p.as_object().unwrap().len())
         .sum();
-    assert_eq!(
-        documented,
-        quip_bridge_ws::rest::ROUTES.len(),
-        "no undocumented or stale paths"
-    );
+    assert_eq!(documented, routes.len(), "no undocumented or stale paths");
 }
 
 #[tokio::test]

@@ -66,6 +66,7 @@ impl ChildBroker {
             .env("QUIP_RATE_MESSAGES_PER_SEC", "0")
             .env("QUIP_RATE_REQUESTS_PER_SEC", "0")
             .env("QUIP_RATE_LOGINS_PER_IP_PER_MIN", "0")
+            .env("QUIP_MAX_CONNECTIONS_PER_IP", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

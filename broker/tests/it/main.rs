@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod authz;
 mod bad_input;
 mod bridge;
 mod bridge_files;
@@ -13,12 +14,14 @@ mod bridge_social;
 mod chat;
 mod cluster;
 mod common;
+mod connection_limits;
 mod contacts;
 mod crash;
 mod delivery;
 mod devices;
 mod files;
 mod groups;
+mod observability;
 mod rate_limits;
 mod realtime;
 mod store;

@@ -80,6 +80,8 @@ impl Quip {
             .env("QUIP_RATE_MESSAGES_PER_SEC", "0")
             .env("QUIP_RATE_REQUESTS_PER_SEC", "0")
             .env("QUIP_RATE_LOGINS_PER_IP_PER_MIN", "0")
+            // Every benchmark client connects from 127.0.0.1.
+            .env("QUIP_MAX_CONNECTIONS_PER_IP", "0")
             .env("QUIP_LOG", "warn")
             // A fixed random secret so the broker does not write one; never shown.
             .env(

@@ -18,7 +18,7 @@ use crate::store::{Amend, AmendChange, NewMessage};
 
 impl ChatService {
     /// Recalls a message: its sender within the recall window, or a group owner or
-    /// admin for a member of lower role, at any time.
+    /// admin for a member of lower role, at any time; never in a dissolved group.
     pub async fn recall(
         &self,
         caller: Caller<'_>,
@@ -30,6 +30,19 @@ impl ChatService {
         let target = self
             .amendable_target(caller, &request.conv_id, request.seq)
             .await?;
+        // A dissolved group is read-only: a recall would be a new message in it.
+        if !target.group_id.is_empty()
+            && self
+                .store
+                .group(&target.group_id)
+                .await?
+                .is_some_and(|group| group.dissolved)
+        {
+            return Err(ServiceError::new(
+                ErrorCode::Forbidden,
+                "the group was dissolved",
+            ));
+        }
         let own = target.from == caller.user_id;
         let in_window = now_ms().saturating_sub(target.sent_at_ms) <= self.limits.recall_window_ms;
         let allowed = (own && in_window) || self.outranks_sender(caller.user_id, &target).await?;
