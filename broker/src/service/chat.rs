@@ -140,9 +140,7 @@ impl ChatService {
             if request.to == caller.user_id {
                 return Err(ServiceError::invalid("cannot send a message to yourself"));
             }
-            if self.store.user_by_id(&request.to).await?.is_none() {
-                return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
-            }
+            // Also answers NOT_FOUND for an unknown recipient.
             super::contacts::check_direct(&*self.store, caller.user_id, &request.to).await?;
             if let Some(pb::send_request::Content::Text(text)) = &request.content
                 && text.mention_all

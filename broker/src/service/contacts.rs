@@ -21,21 +21,23 @@ use pb::contact_response::Result as Answer;
 /// either blocked the other, nor if the recipient takes 1:1 messages from friends
 /// only and they are not friends.
 pub async fn check_direct(store: &dyn Store, sender: &str, recipient: &str) -> ServiceResult<()> {
-    if store.is_blocked(recipient, sender).await? {
+    let facts = store.direct_facts(sender, recipient).await?;
+    if !facts.recipient_exists {
+        return Err(ServiceError::new(ErrorCode::NotFound, "no such user"));
+    }
+    if facts.blocked_by_recipient {
         return Err(ServiceError::new(
             ErrorCode::Blocked,
             "this user does not accept messages from you",
         ));
     }
-    if store.is_blocked(sender, recipient).await? {
+    if facts.blocked_by_sender {
         return Err(ServiceError::new(
             ErrorCode::Blocked,
             "you blocked this user; unblock them first",
         ));
     }
-    if store.user_settings(recipient).await?.friends_only_dm
-        && !store.is_friend(recipient, sender).await?
-    {
+    if facts.recipient_friends_only && !facts.friends {
         return Err(ServiceError::new(
             ErrorCode::ContactsOnly,
             "this user only takes messages from their contacts; send a friend request",

@@ -173,6 +173,19 @@ pub struct MarksMoved {
     pub delivered_seq: u64,
 }
 
+/// What a 1:1 send must know about its two users, read together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectFacts {
+    pub recipient_exists: bool,
+    /// The recipient blocked the sender.
+    pub blocked_by_recipient: bool,
+    /// The sender blocked the recipient.
+    pub blocked_by_sender: bool,
+    /// The recipient takes direct messages from friends only.
+    pub recipient_friends_only: bool,
+    pub friends: bool,
+}
+
 /// Counters that show the group commit at work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -345,6 +358,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn blockers_of<'a>(&'a self, blocked: &'a str) -> StoreFuture<'a, Vec<String>>;
     fn is_blocked<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool>;
     fn user_settings<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserSettingsRecord>;
+    /// Everything a 1:1 send from `sender` to `recipient` checks. One call, so that a
+    /// networked store can answer it in one round trip rather than five.
+    fn direct_facts<'a>(
+        &'a self,
+        sender: &'a str,
+        recipient: &'a str,
+    ) -> StoreFuture<'a, DirectFacts> {
+        Box::pin(async move {
+            let recipient_friends_only = self.user_settings(recipient).await?.friends_only_dm;
+            Ok(DirectFacts {
+                recipient_exists: self.user_by_id(recipient).await?.is_some(),
+                blocked_by_recipient: self.is_blocked(recipient, sender).await?,
+                blocked_by_sender: self.is_blocked(sender, recipient).await?,
+                recipient_friends_only,
+                // Only asked when it matters (a read for the embedded store).
+                friends: recipient_friends_only && self.is_friend(recipient, sender).await?,
+            })
+        })
+    }
     fn put_user_settings<'a>(
         &'a self,
         user_id: &'a str,

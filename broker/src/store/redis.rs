@@ -644,6 +644,44 @@ impl Store for RedisStore {
         })
     }
 
+    fn direct_facts<'a>(
+        &'a self,
+        sender: &'a str,
+        recipient: &'a str,
+    ) -> StoreFuture<'a, crate::store::DirectFacts> {
+        Box::pin(async move {
+            let mut pipe = ::redis::pipe();
+            pipe.cmd("EXISTS")
+                .arg(keys::user_record(recipient))
+                .cmd("HEXISTS")
+                .arg(keys::blocks(recipient))
+                .arg(sender)
+                .cmd("HEXISTS")
+                .arg(keys::blocks(sender))
+                .arg(recipient)
+                .cmd("GET")
+                .arg(keys::settings(recipient))
+                .cmd("HEXISTS")
+                .arg(keys::friends(recipient))
+                .arg(sender);
+            let (exists, blocked_by_recipient, blocked_by_sender, settings, friends): (
+                bool,
+                bool,
+                bool,
+                Option<Vec<u8>>,
+                bool,
+            ) = self.query_pipe(&pipe).await?;
+            let settings: Option<UserSettingsRecord> = decode_opt(settings)?;
+            Ok(crate::store::DirectFacts {
+                recipient_exists: exists,
+                blocked_by_recipient,
+                blocked_by_sender,
+                recipient_friends_only: settings.is_some_and(|s| s.friends_only_dm),
+                friends,
+            })
+        })
+    }
+
     fn is_blocked<'a>(&'a self, blocker: &'a str, blocked: &'a str) -> StoreFuture<'a, bool> {
         self.query_boxed(
             ::redis::cmd("HEXISTS")
