@@ -1435,6 +1435,44 @@ mod tests {
     }
 
     #[test]
+    fn every_api_operation_documents_its_envelope_and_errors() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let error = json!({"$ref": "#/components/schemas/Error"});
+        let envelope = json!({"$ref": "#/components/schemas/Envelope"});
+        assert!(doc["components"]["schemas"]["Error"]["required"].is_array());
+        for (method, path) in ROUTES {
+            if !path.starts_with("/api/") || *path == "/api/openapi.json" {
+                continue;
+            }
+            let responses = &doc["paths"][path][method]["responses"];
+            let body = |status: &str| &responses[status]["content"]["application/json"]["schema"];
+            assert_eq!(body("400"), &error, "{method} {path}");
+            assert_eq!(body("default"), &error, "{method} {path}");
+            let secured = doc["paths"][path][method]["security"].is_array();
+            if secured {
+                assert_eq!(body("401"), &error, "{method} {path}");
+            }
+            let enveloped = !UNENVELOPED.contains(path);
+            assert_eq!(body("200") == &envelope, enveloped, "{method} {path}");
+        }
+        let recall = &doc["paths"]["/api/conversations/{conversation_id}/messages/{seq}/recall"];
+        let params = recall["post"]["parameters"].as_array().unwrap();
+        assert!(params.iter().any(|p| {
+            p["name"] == "conversation_id"
+                && p["schema"]["pattern"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("^(single:user_")
+        }));
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "seq" && p["schema"]["minimum"] == 1)
+        );
+    }
+
+    #[test]
     fn expired_and_conflict_have_their_own_statuses() {
         assert_eq!(status_of(ErrorCode::Expired), StatusCode::GONE);
         assert_eq!(status_of(ErrorCode::Conflict), StatusCode::CONFLICT);

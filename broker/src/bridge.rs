@@ -277,6 +277,10 @@ impl Backend for BrokerBackend {
                 session_id: session.id,
                 limiter: Some(Arc::new(ConnectionLimiter::new(&ctx.rate_limits))),
             });
+            if let Err(error) = ctx.auth.still_valid(&authenticated, &device_id).await {
+                ctx.router.unregister(&session);
+                return Err(self.refuse(error));
+            }
             let sync = match ctx
                 .chat
                 .sync_points(requester.caller(), &hello.cursors)

@@ -66,7 +66,7 @@ impl<T> Conv<T> {
     /// Moves every pending item that is contiguous with the cursor out, in order.
     fn drain_contiguous(&mut self, released: &mut Vec<T>) {
         while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.cursor + 1 {
+            if Some(*entry.key()) != self.cursor.checked_add(1) {
                 break;
             }
             self.cursor += 1;
@@ -102,7 +102,11 @@ impl<T> Reorderer<T> {
             return;
         }
         conv.cursor = seq;
-        conv.pending = conv.pending.split_off(&(seq + 1));
+        // At u64::MAX nothing can be pending above the cursor (and `seq + 1` overflows).
+        conv.pending = match seq.checked_add(1) {
+            Some(next) => conv.pending.split_off(&next),
+            None => BTreeMap::new(),
+        };
     }
 
     /// Releases the pending items that are contiguous with the cursor (only possible

@@ -216,6 +216,10 @@ async fn establish(
         device_id: &device_id,
         session_id: session.id,
     };
+    if let Err(error) = ctx.auth.still_valid(&authenticated, &device_id).await {
+        ctx.router.unregister(&session);
+        return Err(refuse(connection, &mut writer, req_id, error).await);
+    }
     let sync_points = match ctx.chat.sync_points(caller, &hello.cursors).await {
         Ok(points) => points,
         Err(error) => {

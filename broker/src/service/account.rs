@@ -13,7 +13,7 @@ use quip_protocol::{ErrorCode, pb};
 use super::auth::now_ms;
 use super::{Caller, ServiceError, ServiceResult};
 use crate::router::{Router, SessionEvent};
-use crate::store::{DeviceRecord, Store};
+use crate::store::Store;
 
 use pb::account_request::Op;
 use pb::account_response::Result as Answer;
@@ -122,19 +122,23 @@ impl AccountService {
         transport: &str,
     ) -> ServiceResult<()> {
         let now = now_ms();
-        let mut device = self
-            .store
-            .device(user_id, device_id)
-            .await?
-            .unwrap_or_else(|| DeviceRecord {
-                device_id: device_id.to_owned(),
-                first_seen_ms: now,
-                ..Default::default()
-            });
-        device.client_version = client_version.chars().take(64).collect();
-        device.transport = transport.to_owned();
-        device.last_seen_ms = 0;
-        Ok(self.store.put_device(user_id, device).await?)
+        let client_version: String = client_version.chars().take(64).collect();
+        // Field by field: a logout racing this connection keeps its revocation.
+        self.store
+            .change_device(
+                user_id,
+                device_id,
+                Box::new(move |device| {
+                    if device.first_seen_ms == 0 {
+                        device.first_seen_ms = now;
+                    }
+                    device.client_version = client_version.clone();
+                    device.transport = transport.to_owned();
+                    device.last_seen_ms = 0;
+                }),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Follows session ends: a device whose last session ended was last seen now.
@@ -147,14 +151,15 @@ impl AccountService {
         {
             return;
         }
-        let result = async {
-            if let Some(mut device) = self.store.device(&event.user_id, &event.device_id).await? {
-                device.last_seen_ms = now_ms();
-                self.store.put_device(&event.user_id, device).await?;
-            }
-            Ok::<(), crate::store::StoreError>(())
-        }
-        .await;
+        let now = now_ms();
+        let result = self
+            .store
+            .change_device(
+                &event.user_id,
+                &event.device_id,
+                Box::new(move |device| device.last_seen_ms = now),
+            )
+            .await;
         if let Err(error) = result {
             tracing::warn!(%error, user = %event.user_id, "cannot record a device's last seen");
         }
@@ -162,9 +167,15 @@ impl AccountService {
 
     /// Revokes one device's tokens and closes its sessions.
     pub async fn log_out_device(&self, user_id: &str, device_id: &str) -> ServiceResult<usize> {
-        if let Some(mut device) = self.store.device(user_id, device_id).await? {
-            device.tokens_valid_after_ms = now_ms();
-            self.store.put_device(user_id, device).await?;
+        if self.store.device(user_id, device_id).await?.is_some() {
+            let now = now_ms();
+            self.store
+                .change_device(
+                    user_id,
+                    device_id,
+                    Box::new(move |device| device.tokens_valid_after_ms = now),
+                )
+                .await?;
         }
         Ok(self.router.close_user(
             user_id,
@@ -181,13 +192,14 @@ impl AccountService {
         code: ErrorCode,
         reason: &str,
     ) -> ServiceResult<usize> {
-        let mut user = self
-            .store
-            .user_by_id(user_id)
+        let now = now_ms();
+        self.store
+            .change_user(
+                user_id,
+                Box::new(move |user| user.tokens_valid_after_ms = now),
+            )
             .await?
             .ok_or_else(|| ServiceError::new(ErrorCode::NotFound, "no such user"))?;
-        user.tokens_valid_after_ms = now_ms();
-        self.store.update_user(user).await?;
         Ok(self.router.close_user(user_id, None, code, reason))
     }
 }

@@ -85,12 +85,17 @@ impl AdminService {
             Some(Op::ListGroups(list)) => Answer::Groups(self.list_groups(&list).await?),
             Some(Op::Stats(_)) => Answer::Stats(self.stats()),
             Some(Op::SetDisabled(set)) => {
-                let mut user = self.user(&set.user_id).await?;
+                let user = self.user(&set.user_id).await?;
                 if user.user_id == admin.user_id && set.disabled {
                     return Err(ServiceError::invalid("you cannot disable yourself"));
                 }
-                user.disabled = set.disabled;
-                self.store.update_user(user).await?;
+                let disabled = set.disabled;
+                self.store
+                    .change_user(
+                        &user.user_id,
+                        Box::new(move |user| user.disabled = disabled),
+                    )
+                    .await?;
                 if set.disabled {
                     self.account
                         .revoke_user(
@@ -114,7 +119,13 @@ impl AdminService {
             Some(Op::ResetPassword(reset)) => {
                 let mut user = self.user(&reset.user_id).await?;
                 auth.set_password(&mut user, &reset.new_password).await?;
-                self.store.update_user(user).await?;
+                let hash = user.password_hash;
+                self.store
+                    .change_user(
+                        &user.user_id,
+                        Box::new(move |user| user.password_hash = hash.clone()),
+                    )
+                    .await?;
                 self.account
                     .revoke_user(
                         &reset.user_id,
@@ -129,14 +140,19 @@ impl AdminService {
                 if set.role != ROLE_ADMIN && set.role != ROLE_USER {
                     return Err(ServiceError::invalid("role must be \"user\" or \"admin\""));
                 }
-                let mut user = self.user(&set.user_id).await?;
+                let user = self.user(&set.user_id).await?;
                 if user.user_id == admin.user_id && set.role != ROLE_ADMIN {
                     return Err(ServiceError::invalid(
                         "you cannot take your own admin role; another admin can",
                     ));
                 }
-                user.role = set.role.clone();
-                self.store.update_user(user).await?;
+                let role = set.role.clone();
+                self.store
+                    .change_user(
+                        &user.user_id,
+                        Box::new(move |user| user.role = role.clone()),
+                    )
+                    .await?;
                 audit(&admin, &format!("set_role:{}", set.role), &set.user_id);
                 done()
             }

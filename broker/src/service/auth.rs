@@ -9,7 +9,7 @@ use quip_protocol::{ErrorCode, ids, pb};
 
 use super::error::{ServiceError, ServiceResult};
 use super::tokens::{TokenIssuer, hash_refresh};
-use crate::store::{DeviceRecord, RefreshRecord, Store, UserRecord};
+use crate::store::{RefreshRecord, Store, UserRecord};
 
 /// Limits on credentials, from the config.
 #[derive(Debug, Clone)]
@@ -38,6 +38,9 @@ pub struct Authenticated {
     pub user: UserRecord,
     /// Set when the authentication issued new tokens (password, register, refresh).
     pub tokens: Option<pb::Tokens>,
+    /// When the credentials the connection proved were issued (the access token's
+    /// `iat`, or now for new tokens): a revocation after it refuses them.
+    pub valid_from_ms: u64,
 }
 
 impl AuthService {
@@ -81,10 +84,12 @@ impl AuthService {
         let user = self
             .create_account(username, password, nickname, role)
             .await?;
+        let valid_from_ms = now_ms();
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
             user,
             tokens: Some(tokens),
+            valid_from_ms,
         })
     }
 
@@ -165,14 +170,21 @@ impl AuthService {
         }
         if user.role != ROLE_ADMIN && self.is_configured_admin(&user.username) {
             user.role = ROLE_ADMIN.into();
-            self.store.update_user(user.clone()).await?;
+            self.store
+                .change_user(
+                    &user.user_id,
+                    Box::new(|user| user.role = ROLE_ADMIN.into()),
+                )
+                .await?;
             tracing::info!(target: "quip::audit", user_id = %user.user_id, username = %user.username, "granted admin from the configuration");
         }
         self.record_device(&user.user_id, device_id).await?;
+        let valid_from_ms = now_ms();
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
             user,
             tokens: Some(tokens),
+            valid_from_ms,
         })
     }
 
@@ -192,7 +204,11 @@ impl AuthService {
         let user = self.active_user(&claims.sub).await?;
         self.check_not_revoked(&user, device_id, claims.issued_at_ms())
             .await?;
-        Ok(Authenticated { user, tokens: None })
+        Ok(Authenticated {
+            user,
+            tokens: None,
+            valid_from_ms: claims.issued_at_ms(),
+        })
     }
 
     /// Exchanges a refresh token for new tokens. The old token stops working whether
@@ -224,10 +240,12 @@ impl AuthService {
         let user = self.active_user(&record.user_id).await?;
         self.check_not_revoked(&user, device_id, record.issued_at_ms)
             .await?;
+        let valid_from_ms = now_ms();
         let tokens = self.issue(&user, device_id).await?;
         Ok(Authenticated {
             user,
             tokens: Some(tokens),
+            valid_from_ms,
         })
     }
 
@@ -273,15 +291,35 @@ impl AuthService {
     async fn record_device(&self, user_id: &str, device_id: &str) -> ServiceResult<()> {
         if self.store.device(user_id, device_id).await?.is_none() {
             let now = now_ms();
-            let device = DeviceRecord {
-                device_id: device_id.to_owned(),
-                first_seen_ms: now,
-                last_seen_ms: now,
-                ..Default::default()
-            };
-            self.store.put_device(user_id, device).await?;
+            // Only fills in a device nobody recorded meanwhile.
+            self.store
+                .change_device(
+                    user_id,
+                    device_id,
+                    Box::new(move |device| {
+                        if device.first_seen_ms == 0 {
+                            device.first_seen_ms = now;
+                            device.last_seen_ms = now;
+                        }
+                    }),
+                )
+                .await?;
         }
         Ok(())
+    }
+
+    /// Checks an authentication again once its session is registered: a logout or a
+    /// disabled account that landed between the first check and the registration
+    /// found no session to close, so the new session must see it here (revocations
+    /// store first and close sessions after).
+    pub async fn still_valid(
+        &self,
+        authenticated: &Authenticated,
+        device_id: &str,
+    ) -> ServiceResult<()> {
+        let user = self.active_user(&authenticated.user.user_id).await?;
+        self.check_not_revoked(&user, device_id, authenticated.valid_from_ms)
+            .await
     }
 
     /// Refuses a token issued before a logout of its device or of the whole user (or a

@@ -78,6 +78,12 @@ pub enum Durability {
     Os,
 }
 
+/// A change to one stored record, applied by the store against the record as it is
+/// at that moment, atomically. It may run more than once (when the record moved under
+/// it), so it only sets the fields it is about: whatever another writer did to the
+/// other fields meanwhile is kept (a device's last-seen time never undoes its logout).
+pub type RecordChange<'a, T> = Box<dyn Fn(&mut T) + Send + Sync + 'a>;
+
 /// What [`Store::append_then`] runs once a message is durable.
 pub type OnCommit = Box<dyn FnOnce(&pb::Message) + Send>;
 
@@ -205,6 +211,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Replaces an existing user's record (the username does not change).
     fn update_user(&self, user: UserRecord) -> StoreFuture<'_, ()>;
+    /// Applies `change` to an existing user's record, atomically (see
+    /// [`RecordChange`]), and returns the result; `None` if there is no such user.
+    fn change_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        change: RecordChange<'a, UserRecord>,
+    ) -> StoreFuture<'a, Option<UserRecord>>;
     /// Users ordered by user id, starting after `after_user_id` ("" from the start).
     fn users<'a>(
         &'a self,
@@ -219,6 +232,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user_id: &'a str,
         device_id: &'a str,
     ) -> StoreFuture<'a, Option<DeviceRecord>>;
+    /// Applies `change` to one device's record, atomically (see [`RecordChange`]); a
+    /// device without a record starts from an empty one with its id.
+    fn change_device<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+        change: RecordChange<'a, DeviceRecord>,
+    ) -> StoreFuture<'a, DeviceRecord>;
     /// A user's devices, ordered by device id.
     fn devices<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<DeviceRecord>>;
 

@@ -163,6 +163,7 @@ impl std::fmt::Debug for RedisOptions {
 struct Scripts {
     append: ::redis::Script,
     raise: ::redis::Script,
+    cas: ::redis::Script,
 }
 
 impl Scripts {
@@ -170,11 +171,12 @@ impl Scripts {
         Self {
             append: ::redis::Script::new(include_str!("redis/append.lua")),
             raise: ::redis::Script::new(include_str!("redis/raise.lua")),
+            cas: ::redis::Script::new(include_str!("redis/cas.lua")),
         }
     }
 
     async fn load(&self, conn: &mut ConnectionManager) -> Result<(), StoreError> {
-        for script in [&self.append, &self.raise] {
+        for script in [&self.append, &self.raise, &self.cas] {
             with_retry!(script.load_async(conn).await)?;
         }
         Ok(())
@@ -436,6 +438,31 @@ impl Store for RedisStore {
 
     fn update_user(&self, user: UserRecord) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.update_user_now(&user).await })
+    }
+
+    fn change_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        change: crate::store::RecordChange<'a, UserRecord>,
+    ) -> StoreFuture<'a, Option<UserRecord>> {
+        Box::pin(self.change_record(keys::user_record(user_id), None, None, change))
+    }
+
+    fn change_device<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+        change: crate::store::RecordChange<'a, DeviceRecord>,
+    ) -> StoreFuture<'a, DeviceRecord> {
+        Box::pin(async move {
+            let start = DeviceRecord {
+                device_id: device_id.to_owned(),
+                ..Default::default()
+            };
+            self.change_record(keys::devices(user_id), Some(device_id), Some(start), change)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a device change returned nothing".into()))
+        })
     }
 
     fn users<'a>(

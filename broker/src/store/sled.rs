@@ -18,7 +18,7 @@ use super::writer::{self, AppendJob, AppendReply, Shared, WriterConfig, now_ms};
 use super::{
     Appended, ContactRequestRecord, CursorUpdate, DeviceRecord, Durability, FileRecord,
     FormerMemberRecord, GroupRecord, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage,
-    OnCommit, RefreshRecord, Store, StoreError, StoreFuture, StoreStats, UserRecord,
+    OnCommit, RecordChange, RefreshRecord, Store, StoreError, StoreFuture, StoreStats, UserRecord,
     UserSettingsRecord, keys,
 };
 
@@ -301,6 +301,27 @@ impl Store for SledStore {
             Ok(()) => self.sync_flush(),
             Err(error) => ready(Err(error)),
         }
+    }
+
+    fn change_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        change: RecordChange<'a, UserRecord>,
+    ) -> StoreFuture<'a, Option<UserRecord>> {
+        Box::pin(async move {
+            let changed = self.change_user_now(user_id, &*change)?;
+            self.sync_flush().await?;
+            Ok(changed)
+        })
+    }
+
+    fn change_device<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_id: &'a str,
+        change: RecordChange<'a, DeviceRecord>,
+    ) -> StoreFuture<'a, DeviceRecord> {
+        ready(self.change_device_now(user_id, device_id, &*change))
     }
 
     fn users<'a>(

@@ -394,3 +394,78 @@ async fn blocks_and_friends_only_survive_reopen() {
     assert!(store.unblock("user_a", "user_b").await.unwrap());
     assert!(!store.is_blocked("user_a", "user_b").await.unwrap());
 }
+
+/// Concurrent changes to different fields of one record all survive: a device's
+/// last-seen updates never undo its logout (the revocation field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_changes_are_atomic_per_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Durability::Os);
+    store
+        .create_user(quip_broker::store::UserRecord {
+            user_id: "user_r".into(),
+            username: "racer".into(),
+            role: "user".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    concurrent_field_changes_all_survive(store).await;
+}
+
+/// Shared by the sled and Redis stores: 40 tasks set a device's last-seen while one
+/// revokes it, and the same for a user's role and disabled flag; every field ends as
+/// its writer left it.
+pub async fn concurrent_field_changes_all_survive(store: Arc<dyn quip_broker::store::Store>) {
+    let mut tasks = Vec::new();
+    for i in 1..=40u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .change_device(
+                    "user_r",
+                    "phone",
+                    Box::new(move |device| device.last_seen_ms = device.last_seen_ms.max(i)),
+                )
+                .await
+                .unwrap();
+            if i == 20 {
+                store
+                    .change_device(
+                        "user_r",
+                        "phone",
+                        Box::new(|device| device.tokens_valid_after_ms = 999),
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .change_user("user_r", Box::new(|user| user.disabled = true))
+                    .await
+                    .unwrap()
+                    .expect("the user exists");
+            } else {
+                store
+                    .change_user("user_r", Box::new(move |user| user.created_at_ms = i))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let device = store.device("user_r", "phone").await.unwrap().unwrap();
+    assert_eq!(
+        (device.tokens_valid_after_ms, device.last_seen_ms),
+        (999, 40)
+    );
+    let user = store.user_by_id("user_r").await.unwrap().unwrap();
+    assert!(user.disabled, "the disabling survived every other change");
+    assert!(
+        store
+            .change_user("user_nobody", Box::new(|user| user.disabled = true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1151,3 +1151,13 @@ async fn connecting_to_no_redis_is_unavailable() {
         "{result:?}"
     );
 }
+
+/// Concurrent changes to different fields of one record all survive: a device's
+/// last-seen updates never undo its logout (the revocation field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_changes_are_atomic_per_field() {
+    let server = RedisServer::start();
+    let store = open(&server).await;
+    store.create_user(user("user_r", "racer")).await.unwrap();
+    crate::store::concurrent_field_changes_all_survive(store).await;
+}

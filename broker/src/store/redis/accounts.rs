@@ -82,6 +82,52 @@ impl RedisStore {
         .await
     }
 
+    /// [`Store::change_user`](crate::store::Store::change_user) and `change_device`:
+    /// read, change, then compare-and-set (`cas.lua`), again while another writer
+    /// changed the record in between. `start` is the record to change when there is
+    /// none (`None`: then nothing is written and `None` returned).
+    pub(super) async fn change_record<T: prost::Message + Default + Clone>(
+        &self,
+        key: String,
+        field: Option<&str>,
+        start: Option<T>,
+        change: crate::store::RecordChange<'_, T>,
+    ) -> Result<Option<T>, StoreError> {
+        const ATTEMPTS: usize = 64;
+        for _ in 0..ATTEMPTS {
+            let raw: Option<Vec<u8>> = match field {
+                Some(field) => {
+                    self.query(::redis::cmd("HGET").arg(&key).arg(field))
+                        .await?
+                }
+                None => self.query(::redis::cmd("GET").arg(&key)).await?,
+            };
+            let mut record = match &raw {
+                Some(bytes) => T::decode(&bytes[..])?,
+                None => match &start {
+                    Some(start) => start.clone(),
+                    None => return Ok(None),
+                },
+            };
+            change(&mut record);
+            let mut cas = ::redis::cmd("EVALSHA");
+            cas.arg(self.scripts.cas.get_hash())
+                .arg(1)
+                .arg(&key)
+                .arg(field.unwrap_or(""))
+                .arg(if raw.is_some() { "1" } else { "0" })
+                .arg(raw.as_deref().unwrap_or_default())
+                .arg(record.encode_to_vec());
+            let replies = self.run_commands(std::slice::from_ref(&cas)).await?;
+            if matches!(replies.first(), Some(::redis::Value::Int(1))) {
+                return Ok(Some(record));
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "{key} kept changing under {ATTEMPTS} attempts to change it"
+        )))
+    }
+
     pub(super) async fn put_device_now(
         &self,
         user_id: &str,

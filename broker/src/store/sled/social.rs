@@ -109,6 +109,59 @@ impl SledStore {
         Ok(())
     }
 
+    /// [`Store::change_user`](crate::store::Store::change_user): a compare-and-swap
+    /// loop on the record.
+    pub(super) fn change_user_now(
+        &self,
+        user_id: &str,
+        change: &(dyn Fn(&mut UserRecord) + Send + Sync),
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let key = keys::user(user_id);
+        loop {
+            let Some(old) = self.accounts.get(&key)? else {
+                return Ok(None);
+            };
+            let mut user = UserRecord::decode(&*old)?;
+            change(&mut user);
+            if self
+                .accounts
+                .compare_and_swap(&key, Some(&old), Some(user.encode_to_vec()))?
+                .is_ok()
+            {
+                return Ok(Some(user));
+            }
+        }
+    }
+
+    /// [`Store::change_device`](crate::store::Store::change_device): a
+    /// compare-and-swap loop on the record.
+    pub(super) fn change_device_now(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        change: &(dyn Fn(&mut DeviceRecord) + Send + Sync),
+    ) -> Result<DeviceRecord, StoreError> {
+        let key = keys::device(user_id, device_id);
+        loop {
+            let old = self.accounts.get(&key)?;
+            let mut device = match &old {
+                Some(bytes) => DeviceRecord::decode(&**bytes)?,
+                None => DeviceRecord {
+                    device_id: device_id.to_owned(),
+                    ..Default::default()
+                },
+            };
+            change(&mut device);
+            if self
+                .accounts
+                .compare_and_swap(&key, old, Some(device.encode_to_vec()))?
+                .is_ok()
+            {
+                return Ok(device);
+            }
+        }
+    }
+
     pub(super) fn device_now(
         &self,
         user_id: &str,

@@ -1,0 +1,2 @@
+
+bobhunter22Bob*laptop
