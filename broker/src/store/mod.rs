@@ -16,6 +16,7 @@
 //!   at the conversation's committed seq, so a message that a crash could still take
 //!   back is never handed to a reader (its seq could otherwise be reused).
 
+mod amend;
 mod cursor_buffer;
 mod keys;
 mod records;

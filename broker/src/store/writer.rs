@@ -339,28 +339,16 @@ impl Writer {
         let mut target = view
             .message(&self.tree, conv_id, amend.target_seq)?
             .ok_or_else(|| StoreError::Conflict("no such message".into()))?;
-        if target.recalled {
-            return Err(StoreError::Conflict(
-                "the message was already recalled".into(),
-            ));
-        }
+        super::amend::rewrite_target(&mut target, &amend.change, now)?;
         let mut rewrites = Vec::new();
         match &amend.change {
-            AmendChange::Edit { text } => {
-                target.content = Some(pb::message::Content::Text(text.clone()));
-                target.edited_at_ms = now;
-            }
-            AmendChange::Recall { by } => {
-                target.recalled = true;
-                target.recalled_by = by.clone();
-                target.content = None;
+            AmendChange::Edit { .. } => {}
+            AmendChange::Recall { .. } => {
                 for edit_seq in view.edits_of(&self.tree, conv_id, amend.target_seq)? {
                     let Some(mut edit) = view.message(&self.tree, conv_id, edit_seq)? else {
                         continue;
                     };
-                    if let Some(pb::message::Content::Amendment(amendment)) = &mut edit.content {
-                        amendment.text = None;
-                    }
+                    super::amend::erase_edit_text(&mut edit);
                     rewrites.push(edit);
                 }
             }

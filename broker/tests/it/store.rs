@@ -10,7 +10,8 @@ use quip_broker::store::{
 };
 use quip_protocol::pb;
 
-fn text_message(from: &str, to: &str, client_msg_id: &str) -> NewMessage {
+/// A 1:1 text message (shared with `store_redis`).
+pub fn text_message(from: &str, to: &str, client_msg_id: &str) -> NewMessage {
     let conv_id = quip_protocol::ids::single_conv_id(from, to);
     NewMessage::new(
         pb::Message {
@@ -229,7 +230,13 @@ async fn messages_accounts_and_cursors_survive_reopen() {
 }
 
 /// A RECALL or EDIT event of `target_seq`, as the chat service builds it.
-fn amendment(from: &str, to: &str, id: &str, target_seq: u64, change: AmendChange) -> NewMessage {
+pub fn amendment(
+    from: &str,
+    to: &str,
+    id: &str,
+    target_seq: u64,
+    change: AmendChange,
+) -> NewMessage {
     let mut message = text_message(from, to, id);
     let text = match &change {
         AmendChange::Edit { text } => Some(text.clone()),
@@ -248,7 +255,7 @@ fn amendment(from: &str, to: &str, id: &str, target_seq: u64, change: AmendChang
     message
 }
 
-fn edit(text: &str) -> AmendChange {
+pub fn edit(text: &str) -> AmendChange {
     AmendChange::Edit {
         text: pb::TextContent {
             text: text.into(),

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use quip_broker::store::{
-    Amend, AmendChange, ContactRequestRecord, CursorUpdate, DeviceRecord, FileRecord, GroupRecord,
+    AmendChange, ContactRequestRecord, CursorUpdate, DeviceRecord, FileRecord, GroupRecord,
     GroupWrite, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage, RedisOptions, RedisStore,
     RefreshRecord, Store, StoreError, UserRecord, UserSettingsRecord,
 };
@@ -26,53 +26,8 @@ async fn open(server: &RedisServer) -> Arc<RedisStore> {
     )
 }
 
-fn text_message(from: &str, to: &str, client_msg_id: &str) -> NewMessage {
-    let conv_id = ids::single_conv_id(from, to);
-    NewMessage::new(
-        pb::Message {
-            conv_id,
-            from: from.into(),
-            to: to.into(),
-            kind: pb::MessageKind::Text as i32,
-            content: Some(pb::message::Content::Text(pb::TextContent {
-                text: format!("hello {client_msg_id}"),
-                ..Default::default()
-            })),
-            client_msg_id: client_msg_id.into(),
-            ..Default::default()
-        },
-        vec![from.into(), to.into()],
-    )
-}
-
-/// A RECALL or EDIT event of `target_seq`, as the chat service builds it.
-fn amendment(from: &str, to: &str, id: &str, target_seq: u64, change: AmendChange) -> NewMessage {
-    let mut message = text_message(from, to, id);
-    let text = match &change {
-        AmendChange::Edit { text } => Some(text.clone()),
-        AmendChange::Recall { .. } => None,
-    };
-    message.message.kind = match change {
-        AmendChange::Edit { .. } => pb::MessageKind::Edit,
-        AmendChange::Recall { .. } => pb::MessageKind::Recall,
-    } as i32;
-    message.message.content = Some(pb::message::Content::Amendment(pb::Amendment {
-        target_seq,
-        target_msg_id: String::new(),
-        text,
-    }));
-    message.amend = Some(Amend { target_seq, change });
-    message
-}
-
-fn edit(text: &str) -> AmendChange {
-    AmendChange::Edit {
-        text: pb::TextContent {
-            text: text.into(),
-            ..Default::default()
-        },
-    }
-}
+// The same messages as the sled tests build.
+use crate::store::{amendment, edit, text_message};
 
 fn seqs(messages: &[pb::Message]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()

@@ -442,21 +442,11 @@ impl Writer {
         }
         let raw = target_raw.ok_or_else(|| StoreError::Conflict("no such message".into()))?;
         let mut target = pb::Message::decode(raw.as_slice())?;
-        if target.recalled {
-            return Err(StoreError::Conflict(
-                "the message was already recalled".into(),
-            ));
-        }
+        crate::store::amend::rewrite_target(&mut target, &amend.change, now)?;
         let mut rewrites = Vec::new();
         match &amend.change {
-            AmendChange::Edit { text } => {
-                target.content = Some(pb::message::Content::Text(text.clone()));
-                target.edited_at_ms = now;
-            }
-            AmendChange::Recall { by } => {
-                target.recalled = true;
-                target.recalled_by = by.clone();
-                target.content = None;
+            AmendChange::Edit { .. } => {}
+            AmendChange::Recall { .. } => {
                 // Recalls refuse a recalled target, so every event of it is an edit.
                 let edits: Vec<u64> = later
                     .iter()
@@ -473,10 +463,7 @@ impl Writer {
                     for (seq, raw) in edits.into_iter().zip(raws) {
                         let Some(raw) = raw else { continue };
                         let mut edit = pb::Message::decode(raw.as_slice())?;
-                        if let Some(pb::message::Content::Amendment(amendment)) = &mut edit.content
-                        {
-                            amendment.text = None;
-                        }
+                        crate::store::amend::erase_edit_text(&mut edit);
                         rewrites.push((seq, raw, edit.encode_to_vec()));
                     }
                 }
