@@ -689,13 +689,18 @@ async fn sent(store: &dyn Store, user_id: &str, appended: Appended) -> pb::SendA
     {
         tracing::warn!(%error, "could not move the sender's read mark");
     }
+    ack_of(message, appended.duplicate)
+}
+
+/// The ACK of a stored message (`duplicate`: for a resend of it).
+pub(crate) fn ack_of(message: pb::Message, duplicate: bool) -> pb::SendAck {
     pb::SendAck {
         client_msg_id: message.client_msg_id,
         msg_id: message.msg_id,
         conv_id: message.conv_id,
         seq: message.seq,
         sent_at_ms: message.sent_at_ms,
-        duplicate: appended.duplicate,
+        duplicate,
     }
 }
 

@@ -181,14 +181,7 @@ impl ChatService {
         let Some(message) = self.store.sent(caller.user_id, client_msg_id).await? else {
             return Ok(None);
         };
-        Ok(Some(pb::SendAck {
-            client_msg_id: message.client_msg_id,
-            msg_id: message.msg_id,
-            conv_id: message.conv_id,
-            seq: message.seq,
-            sent_at_ms: message.sent_at_ms,
-            duplicate: true,
-        }))
+        Ok(Some(super::ack_of(message, true)))
     }
 
     /// The message a caller may recall or edit: one they can see in a conversation
