@@ -29,8 +29,9 @@ impl Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// A message for this user; `sent_micros` is the load-test timestamp in its text
-    /// (`None` for other messages, such as a group's SYSTEM notices).
-    Message { sent_micros: Option<u64> },
+    /// (`None` for other messages, such as a group's SYSTEM notices), `seq` its place
+    /// in its conversation.
+    Message { sent_micros: Option<u64>, seq: u64 },
     /// The catch-up after connecting is complete.
     SyncDone,
     /// An error not tied to a send (e.g. an error frame without a `message_id`).
@@ -50,24 +51,54 @@ enum Link {
 pub struct Conn {
     user_id: String,
     username: String,
+    /// The access token it authenticated with (to reconnect as the same device).
+    access_token: String,
     link: Link,
 }
 
+/// Where a send was stored: its conversation's seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+}
+
 impl Conn {
-    pub fn quic(client: Client, username: String) -> Conn {
+    pub fn quic(client: Client, username: String, access_token: String) -> Conn {
         Conn {
             user_id: client.user_id().unwrap_or_default(),
             username,
+            access_token,
             link: Link::Quic(client),
         }
     }
 
-    pub fn ws(client: WsClient, user_id: String, username: String) -> Conn {
+    /// A QUIC client that logged in as `user_id` (with a token, so the SDK may not
+    /// know the id).
+    pub fn quic_as(
+        client: Client,
+        user_id: String,
+        username: String,
+        access_token: String,
+    ) -> Conn {
         Conn {
             user_id,
             username,
+            access_token,
+            link: Link::Quic(client),
+        }
+    }
+
+    pub fn ws(client: WsClient, user_id: String, username: String, access_token: String) -> Conn {
+        Conn {
+            user_id,
+            username,
+            access_token,
             link: Link::Ws(client),
         }
+    }
+
+    pub fn access_token(&self) -> &str {
+        &self.access_token
     }
 
     pub fn user_id(&self) -> &str {
@@ -92,10 +123,10 @@ impl Conn {
         to: &str,
         text: String,
         client_msg_id: String,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Stored> {
         match &self.link {
             Link::Quic(client) => {
-                client
+                let ack = client
                     .send(pb::SendRequest {
                         to: to.to_owned(),
                         kind: pb::MessageKind::Text as i32,
@@ -106,9 +137,12 @@ impl Conn {
                         client_msg_id,
                     })
                     .await?;
-                Ok(())
+                Ok(Stored { seq: ack.seq })
             }
-            Link::Ws(client) => client.send_text(to, &text, &client_msg_id).await,
+            Link::Ws(client) => {
+                let seq = client.send_text(to, &text, &client_msg_id).await?;
+                Ok(Stored { seq })
+            }
         }
     }
 
@@ -121,6 +155,7 @@ impl Conn {
                     Event::Message(message) => {
                         return Some(Incoming::Message {
                             sent_micros: quic_sent_micros(&message),
+                            seq: message.seq,
                         });
                     }
                     Event::SyncDone => return Some(Incoming::SyncDone),

@@ -30,6 +30,15 @@ const HEADLINE: &[&str] = &[
     "broker.target",
     "broker.durability",
     "broker.peak_rss_bytes",
+    "churn.events",
+    "churn.failed",
+    "delivery.missing",
+    "delivery.duplicates",
+    "soak.rss_after_warmup_bytes",
+    "soak.rss_end_bytes",
+    "soak.rss_max_bytes",
+    "soak.rss_slope_mib_per_10min",
+    "soak.errors_measured",
 ];
 /// The percentile fields of a latency object and their axis names.
 const PERCENTILES: [(&str, &str); 5] = [
@@ -136,12 +145,20 @@ pub fn render(result: &Value, command: &[String]) -> String {
             title: "Broker resident set size",
             x_desc: "seconds since start",
             y_desc: "MiB",
-            lines: vec![timeline_line(timeline, "RSS", "rss_bytes", 1.0 / MIB)],
+            lines: rss_lines(timeline),
             bands,
             ..Chart::default()
         },
         "RSS unknown: the broker was not spawned and no --broker-pid was given",
     );
+    if let Some(errors) = result["soak"]["errors_per_minute"].as_array() {
+        let counts: Vec<String> = errors.iter().map(Value::to_string).collect();
+        let _ = writeln!(
+            html,
+            "<h2>Errors per minute</h2>\n<p>Minutes since the run started (setup included): {}</p>",
+            escape(&counts.join(" · "))
+        );
+    }
 
     html.push_str("<h2>All figures</h2>\n");
     let mut all = Vec::new();
@@ -185,6 +202,32 @@ fn timeline_line(timeline: &[Value], label: &str, key: &str, scale: f64) -> Line
         label: label.to_owned(),
         points,
     }
+}
+
+/// The RSS over time in MiB and, over the measure phase, its least-squares line
+/// (the soak slope).
+fn rss_lines(timeline: &[Value]) -> Vec<Line> {
+    let rss = timeline_line(timeline, "RSS", "rss_bytes", 1.0 / MIB);
+    let measured: Vec<(f64, f64)> = timeline
+        .iter()
+        .filter(|point| point["phase"].as_str() == Some("measure"))
+        .filter_map(|point| Some((point["t_s"].as_f64()?, point["rss_bytes"].as_f64()? / MIB)))
+        .collect();
+    let mut lines = vec![rss];
+    if let (Some((slope, intercept)), Some(first), Some(last)) = (
+        crate::report::least_squares(&measured),
+        measured.first(),
+        measured.last(),
+    ) {
+        lines.push(Line {
+            label: "trend (measure)".to_owned(),
+            points: [first.0, last.0]
+                .iter()
+                .map(|&t| (t, intercept + slope * t))
+                .collect(),
+        });
+    }
+    lines
 }
 
 /// Whether two lines read well on one linear axis: their peaks within a factor of

@@ -12,6 +12,11 @@
 //! quip-loadtest --spawn --durability os group --members 200 --senders 2 --window 32
 //! # QUIC and WebSocket clients together (pairs across transports, plus a group):
 //! quip-loadtest --spawn mixed --pairs 10 --members 50 --senders 2
+//! # A soak: 30 minutes of it with one receiver reconnecting every 10 s (delivery
+//! # accounted per message: `delivery.missing`, `delivery.duplicates`; memory trend
+//! # and errors per minute in `soak`):
+//! quip-loadtest --spawn --durability fsync mixed --pairs 20 --members 40 --rate 20 \
+//!     --duration 1800 --warmup 60 --churn-every 10 --json soak.json --html soak.html
 //! # A cluster of 2 nodes on a Redis it starts; each pair's users on different nodes:
 //! quip-loadtest --spawn-cluster 2 --durability os pairs --pairs 10 --window 32 --duration 10
 //! # A running broker (its RSS sampled through --broker-pid), with an HTML report:
@@ -37,8 +42,10 @@
 //! the run ends, fails or is interrupted (Ctrl-C, SIGTERM).
 
 mod chart;
+mod churn;
 mod cluster;
 mod conn;
+mod delivery;
 mod endpoints;
 mod html;
 mod limits;

@@ -185,6 +185,11 @@ impl Metrics {
         }
     }
 
+    /// Errors recorded so far (every phase).
+    pub fn error_total(&self) -> u64 {
+        self.errors.total.load(Ordering::Relaxed)
+    }
+
     /// The error log as JSON: `{"total": n, "kinds": {"message": count, …}}`,
     /// counting every phase (an error during warm-up is still worth knowing about).
     pub fn errors_json(&self) -> Value {

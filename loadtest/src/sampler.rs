@@ -37,6 +37,8 @@ pub struct Point {
     /// The broker's resident set size (a cluster's: the sum over its nodes); `None`
     /// without a local broker pid.
     pub rss_bytes: Option<u64>,
+    /// Errors recorded since the run started (a running total).
+    pub errors_total: u64,
 }
 
 /// The running sampler task.
@@ -98,6 +100,7 @@ async fn sample(
                 e2e_p50_ms: quantile_ms(&interval.e2e, 0.5),
                 e2e_p99_ms: quantile_ms(&interval.e2e, 0.99),
                 rss_bytes: total_rss_bytes(&broker_pids),
+                errors_total: metrics.error_total(),
             };
             progress.status(Status {
                 phase: metrics.phase(),

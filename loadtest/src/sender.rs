@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::conn::Conn;
+use crate::delivery::Ledger;
 use crate::metrics::Recorder;
 use crate::payload;
 use crate::report::now_micros;
@@ -31,7 +32,14 @@ pub struct SendPlan {
 }
 
 /// Sends to `to` until `plan.stop_at`, then waits for the sends still in flight.
-pub async fn run(conn: Arc<Conn>, to: String, plan: SendPlan, recorder: Recorder) {
+/// With a `ledger`, every acknowledged send's seq is entered in it.
+pub async fn run(
+    conn: Arc<Conn>,
+    to: String,
+    plan: SendPlan,
+    recorder: Recorder,
+    ledger: Option<Arc<Ledger>>,
+) {
     let window = plan.window.max(1);
     let interval = (plan.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / plan.rate));
     let clock = Clock::now();
@@ -71,7 +79,12 @@ pub async fn run(conn: Arc<Conn>, to: String, plan: SendPlan, recorder: Recorder
         let wake = next_due.filter(|_| more_due && inflight.len() < window);
         tokio::select! {
             Some((result, due)) = inflight.next() => match result {
-                Ok(()) => recorder.acked(due.elapsed()),
+                Ok(stored) => {
+                    recorder.acked(due.elapsed());
+                    if let Some(ledger) = &ledger {
+                        ledger.acked(to, stored.seq);
+                    }
+                }
                 Err(error) => recorder.failed(format!("send failed: {error:#}")),
             },
             () = sleep_until(wake) => {}

@@ -70,17 +70,48 @@ async fn connect(run: &Run, spec: &UserSpec) -> anyhow::Result<Conn> {
     let client = run.quic_client(spec.node, &device_id).await?;
     let tokens = client.register(&username, PASSWORD, None).await?;
     let conn = match spec.transport {
-        Transport::Quic => Conn::quic(client, username),
+        Transport::Quic => Conn::quic(client, username, tokens.access_token),
         Transport::Ws => {
             let user_id = client.user_id().unwrap_or_default();
             client.close().await;
             let http_addr = node.http_addr.context("no --http-addr")?;
             let ws = WsClient::connect(http_addr, &tokens.access_token, &device_id).await?;
-            Conn::ws(ws, user_id, username)
+            Conn::ws(ws, user_id, username, tokens.access_token)
         }
     };
     wait_for_sync(&conn).await?;
     Ok(conn)
+}
+
+/// Connects `spec`'s device again as the user `conn` is, with `access_token`, on a
+/// new connection; the broker resumes it from the device's delivered position. The
+/// catch-up that follows is left to the connection's reader.
+pub async fn reconnect(
+    run: &Run,
+    spec: &UserSpec,
+    conn: &Conn,
+    access_token: &str,
+) -> anyhow::Result<Conn> {
+    let device_id = format!("{}-{}", spec.prefix, spec.index);
+    let (user_id, username) = (conn.user_id().to_owned(), conn.username().to_owned());
+    match spec.transport {
+        Transport::Quic => {
+            let client = run.quic_client(spec.node, &device_id).await?;
+            client.login_with_token(access_token).await?;
+            Ok(Conn::quic_as(
+                client,
+                user_id,
+                username,
+                access_token.to_owned(),
+            ))
+        }
+        Transport::Ws => {
+            let node = run.target.node(spec.node);
+            let http_addr = node.http_addr.context("no --http-addr")?;
+            let ws = WsClient::connect(http_addr, access_token, &device_id).await?;
+            Ok(Conn::ws(ws, user_id, username, access_token.to_owned()))
+        }
+    }
 }
 
 async fn wait_for_sync(conn: &Conn) -> anyhow::Result<()> {

@@ -7,6 +7,11 @@
 //! messages and sync-done are handed on as [`Incoming`] events. Like the SDK's event
 //! buffer, the event channel is bounded: a reader that falls behind stops the socket
 //! being read, and TCP pushes back on the broker.
+//!
+//! Like the SDK, the client reports what its reader has taken as delivered (type 32,
+//! the device's resume point), every [`REPORT_EVERY`] and when it closes, so a
+//! reconnect as the same device resumes after the last message the reader took
+//! instead of replaying the whole conversation.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,9 +38,22 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const OUTGOING_QUEUE: usize = 1024;
 /// Events buffered for the reader (the SDK's equivalent is `event_buffer`).
 const EVENT_QUEUE: usize = 4096;
+/// How often the delivered position the reader reached is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-type Ack = Result<(), String>;
+/// An ACK's seq, or the error answering the send.
+type Ack = Result<u64, String>;
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Ack>>>>;
+/// Per conversation, the highest seq the reader took that is not yet reported.
+type Cursors = Arc<Mutex<HashMap<String, u64>>>;
+
+/// What the socket task hands the reader: the event, and for a message its
+/// conversation and seq (the reader's delivered position once taken).
+#[derive(Debug)]
+struct Event {
+    incoming: Incoming,
+    cursor: Option<(String, u64)>,
+}
 
 #[derive(Debug)]
 enum Outgoing {
@@ -48,7 +66,8 @@ enum Outgoing {
 pub struct WsClient {
     outgoing: mpsc::Sender<Outgoing>,
     pending: Pending,
-    events: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    cursors: Cursors,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -71,18 +90,26 @@ impl WsClient {
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let pending = Pending::default();
-        let task = tokio::spawn(relay(socket, outgoing_rx, events_tx, pending.clone()));
+        let cursors = Cursors::default();
+        let task = tokio::spawn(relay(
+            socket,
+            outgoing_rx,
+            events_tx,
+            pending.clone(),
+            cursors.clone(),
+        ));
         Ok(WsClient {
             outgoing,
             pending,
             events: tokio::sync::Mutex::new(events),
+            cursors,
             task: Mutex::new(Some(task)),
         })
     }
 
     /// Sends a text to a user or a group (`message_id` is the dedup key and names
-    /// the ACK) and waits for the ACK.
-    pub async fn send_text(&self, to: &str, text: &str, message_id: &str) -> anyhow::Result<()> {
+    /// the ACK) and waits for the ACK; returns the stored message's seq.
+    pub async fn send_text(&self, to: &str, text: &str, message_id: &str) -> anyhow::Result<u64> {
         let frame = if quip_protocol::ids::is_group_id(to) {
             json!({"type": types::GROUP, "group_id": to, "content": {"text": text}, "message_id": message_id})
         } else {
@@ -109,9 +136,16 @@ impl WsClient {
         }
     }
 
-    /// The next event; `None` after [`Incoming::Closed`] was taken.
+    /// The next event; `None` after [`Incoming::Closed`] was taken. A message taken
+    /// here counts as delivered (reported to the broker shortly).
     pub async fn next(&self) -> Option<Incoming> {
-        self.events.lock().await.recv().await
+        let event = self.events.lock().await.recv().await?;
+        if let Some((conversation, seq)) = event.cursor {
+            let mut cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+            let cursor = cursors.entry(conversation).or_default();
+            *cursor = (*cursor).max(seq);
+        }
+        Some(event.incoming)
     }
 
     /// Sends a Close frame and waits for the socket task to end.
@@ -153,6 +187,10 @@ struct ServerFrame {
     #[serde(default)]
     message_id: String,
     #[serde(default)]
+    conversation_id: String,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
     content: Option<Content>,
     #[serde(default)]
     code: i64,
@@ -171,17 +209,26 @@ struct Content {
 async fn relay(
     mut socket: WebSocketStream<TcpStream>,
     mut outgoing: mpsc::Receiver<Outgoing>,
-    events: mpsc::Sender<Incoming>,
+    events: mpsc::Sender<Event>,
     pending: Pending,
+    cursors: Cursors,
 ) {
+    let mut reports = tokio::time::interval(REPORT_EVERY);
+    reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         tokio::select! {
             first = outgoing.recv() => {
                 let Some(Outgoing::Text(text)) = first else {
+                    let _ = report_delivered(&mut socket, &cursors).await;
                     let _ = socket.close(None).await;
                     break "closed by the load test".to_owned();
                 };
-                if let Err(error) = write_batch(&mut socket, text, &mut outgoing).await {
+                if let Err(error) = write_batch(&mut socket, text, &mut outgoing, &cursors).await {
+                    break error;
+                }
+            }
+            _ = reports.tick() => {
+                if let Err(error) = report_delivered(&mut socket, &cursors).await {
                     break error;
                 }
             }
@@ -211,7 +258,36 @@ async fn relay(
     {
         let _ = done.send(Err(reason.clone()));
     }
-    let _ = events.send(Incoming::Closed(reason)).await;
+    let closed = Event {
+        incoming: Incoming::Closed(reason),
+        cursor: None,
+    };
+    let _ = events.send(closed).await;
+}
+
+/// Reports (type 32) the delivered positions the reader reached since the last
+/// report.
+async fn report_delivered(
+    socket: &mut WebSocketStream<TcpStream>,
+    cursors: &Cursors,
+) -> Result<(), String> {
+    let taken: Vec<(String, u64)> = cursors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let failed = |error: tokio_tungstenite::tungstenite::Error| format!("WebSocket write: {error}");
+    for (conversation, seq) in taken {
+        let frame = json!({"type": types::DELIVERED, "conversation_id": conversation, "seq": seq});
+        socket
+            .feed(Message::text(frame.to_string()))
+            .await
+            .map_err(failed)?;
+    }
+    socket.flush().await.map_err(failed)
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once. A Close
@@ -220,6 +296,7 @@ async fn write_batch(
     socket: &mut WebSocketStream<TcpStream>,
     first: String,
     outgoing: &mut mpsc::Receiver<Outgoing>,
+    cursors: &Cursors,
 ) -> Result<(), String> {
     let failed = |error: tokio_tungstenite::tungstenite::Error| format!("WebSocket write: {error}");
     socket.feed(Message::text(first)).await.map_err(failed)?;
@@ -227,6 +304,8 @@ async fn write_batch(
         match next {
             Outgoing::Text(text) => socket.feed(Message::text(text)).await.map_err(failed)?,
             Outgoing::Close => {
+                let _ = socket.flush().await;
+                let _ = report_delivered(socket, cursors).await;
                 let _ = socket.close(None).await;
                 return Err("closed by the load test".to_owned());
             }
@@ -236,15 +315,14 @@ async fn write_batch(
 }
 
 /// One server frame. Returns an error only when the reader is gone.
-async fn handle(
-    text: &str,
-    events: &mpsc::Sender<Incoming>,
-    pending: &Pending,
-) -> Result<(), String> {
+async fn handle(text: &str, events: &mpsc::Sender<Event>, pending: &Pending) -> Result<(), String> {
     let frame: ServerFrame = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(error) => {
-            let event = Incoming::Error(format!("unreadable frame from the bridge: {error}"));
+            let event = Event {
+                incoming: Incoming::Error(format!("unreadable frame from the bridge: {error}")),
+                cursor: None,
+            };
             return events
                 .send(event)
                 .await
@@ -258,16 +336,30 @@ async fn handle(
             .remove(&frame.message_id);
         done.map(|done| done.send(result)).is_some()
     };
-    let event = match frame.kind {
-        types::SINGLE | types::GROUP => Incoming::Message {
-            sent_micros: frame
-                .content
-                .as_ref()
-                .and_then(|content| payload::sent_micros(&content.text)),
-        },
+    let mut cursor = None;
+    let incoming = match frame.kind {
+        // Every message kind moves the delivered position; only texts are load.
+        types::SINGLE
+        | types::GROUP
+        | types::SYSTEM
+        | types::IMAGE..=types::CUSTOM
+        | types::RECALL
+        | types::EDIT => {
+            if !frame.conversation_id.is_empty() && frame.seq > 0 {
+                cursor = Some((frame.conversation_id.clone(), frame.seq));
+            }
+            Incoming::Message {
+                sent_micros: frame
+                    .content
+                    .as_ref()
+                    .filter(|_| matches!(frame.kind, types::SINGLE | types::GROUP))
+                    .and_then(|content| payload::sent_micros(&content.text)),
+                seq: frame.seq,
+            }
+        }
         types::SYNC_DONE => Incoming::SyncDone,
         types::ACK => {
-            complete(Ok(()));
+            complete(Ok(frame.seq));
             return Ok(());
         }
         types::ERROR => {
@@ -279,6 +371,7 @@ async fn handle(
         }
         _ => return Ok(()),
     };
+    let event = Event { incoming, cursor };
     events
         .send(event)
         .await

@@ -169,3 +169,39 @@ async fn mixed_transports() {
     }
     check_html(&html);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_with_reconnect_churn() {
+    let harness = Harness::start().await;
+    let (result, html) = harness
+        .run(&[
+            "mixed",
+            "--pairs",
+            "2",
+            "--members",
+            "4",
+            "--senders",
+            "2",
+            "--rate",
+            "100",
+            "--churn-every",
+            "0.1",
+        ])
+        .await;
+    check_common(&result, "mixed", "mixed");
+    let churn = &result["churn"];
+    assert!(churn["events"].as_u64() > Some(2), "{churn}");
+    assert_eq!(churn["failed"], 0, "{churn}");
+    // Replays after a resume are not counted twice, and nothing is lost.
+    let delivery = &result["delivery"];
+    assert_eq!(delivery["missing"], 0, "{delivery}");
+    assert_eq!(delivery["tracked_receivers"], 4, "{delivery}");
+    assert!(delivery["expected"].as_u64() > Some(0), "{delivery}");
+    assert_eq!(
+        delivery["expected"], delivery["delivered_unique"],
+        "{delivery}"
+    );
+    assert_eq!(result["errors"]["total"], 0, "{}", result["errors"]);
+    assert!(result["soak"]["rss_fit_samples"].is_u64());
+    check_html(&html);
+}
