@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use quip_broker::store::{
     AmendChange, ContactRequestRecord, CursorUpdate, DeviceRecord, FileRecord, GroupRecord,
-    GroupWrite, JoinRequestRecord, MarksMoved, MemberRecord, NewMessage, RedisOptions, RedisStore,
+    GroupWrite, JoinRequestRecord, MemberRecord, NewMessage, RedisOptions, RedisStore,
     RefreshRecord, Store, StoreError, UserRecord, UserSettingsRecord,
 };
 use quip_protocol::{ids, pb};
@@ -329,87 +329,7 @@ async fn mentions_keep_the_highest_seq_per_user_and_for_everyone() {
 #[tokio::test]
 async fn marks_report_only_when_they_move_and_list_by_conversation() {
     let server = RedisServer::start();
-    let store = open(&server).await;
-    let conv = "group:group_g";
-    let update = |delivered, read| CursorUpdate {
-        conv_id: conv.into(),
-        delivered_seq: delivered,
-        read_seq: read,
-    };
-    let moved = store
-        .update_cursors("user_b", "phone", vec![update(5, 3)])
-        .await
-        .unwrap();
-    assert_eq!(
-        moved,
-        vec![MarksMoved {
-            conv_id: conv.into(),
-            read_seq: 3,
-            delivered_seq: 5
-        }]
-    );
-    // Another device of the same user behind the first: the user's marks stay, the
-    // device's own cursor moves.
-    let moved = store
-        .update_cursors("user_b", "laptop", vec![update(4, 2)])
-        .await
-        .unwrap();
-    assert!(moved.is_empty());
-    assert_eq!(
-        store.device_cursors("user_b", "laptop").await.unwrap(),
-        vec![(conv.to_owned(), 4)]
-    );
-    // Cursors never move backwards.
-    let moved = store
-        .update_cursors("user_b", "phone", vec![update(3, 2)])
-        .await
-        .unwrap();
-    assert!(moved.is_empty());
-    assert_eq!(
-        store.device_cursors("user_b", "phone").await.unwrap(),
-        vec![(conv.to_owned(), 5)]
-    );
-    let moved = store
-        .update_cursors("user_b", "phone", vec![update(0, 9)])
-        .await
-        .unwrap();
-    assert_eq!(
-        moved,
-        vec![MarksMoved {
-            conv_id: conv.into(),
-            read_seq: 9,
-            delivered_seq: 0
-        }]
-    );
-    store
-        .update_cursors("user_c", "phone", vec![update(0, 7)])
-        .await
-        .unwrap();
-    store.mark_sent("user_a", conv, 2).await.unwrap();
-    assert_eq!(
-        store.read_marks(conv).await.unwrap(),
-        vec![
-            ("user_a".to_owned(), 2),
-            ("user_b".to_owned(), 9),
-            ("user_c".to_owned(), 7)
-        ]
-    );
-    assert_eq!(
-        store.delivered_marks(conv).await.unwrap(),
-        vec![("user_b".to_owned(), 5)]
-    );
-    assert_eq!(store.read_seq("user_c", conv).await.unwrap(), 7);
-    assert_eq!(store.read_seq("user_d", conv).await.unwrap(), 0);
-    assert!(
-        store
-            .device_cursors("user_d", "phone")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    store.set_last_seen("user_b", 1234).await.unwrap();
-    assert_eq!(store.last_seen("user_b").await.unwrap(), 1234);
-    assert_eq!(store.last_seen("user_c").await.unwrap(), 0);
+    crate::store::marks_move_forward_and_report_when_they_move(open(&server).await).await;
 }
 
 /// A SYSTEM message announcing `writes` in group `group_id`.
